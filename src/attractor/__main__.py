@@ -1,0 +1,3 @@
+from attractor.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,57 @@
+"""The ``attractor`` command line: a thin layer over the library.
+
+Each subcommand lives beside the code it drives, in a module that exposes
+``add_parser(subparsers)``; the parser it adds sets ``func`` to a callable taking the parsed
+arguments. This file only assembles them and turns :class:`~attractor.errors.UserError` into a
+one-line message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from attractor.errors import UserError
+
+# One module per subcommand family, in the order ``--help`` lists them.
+COMMAND_MODULES: tuple[str, ...] = (
+    "attractor.commands.demo",
+    "attractor.commands.report",
+    "attractor.commands.info",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump) so bad input reads like every other error."""
+
+    def error(self, message: str) -> None:  # noqa: D401 - argparse API
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="attractor",
+        description="Memorisation vs generalisation in uniform-state discrete diffusion models.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 0 if args.command is None else 2
+    try:
+        result = args.func(args)
+    except UserError as err:
+        print(f"attractor: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("attractor: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)

@@ -1,0 +1,31 @@
+"""Which renderer draws which kind of results directory.
+
+Every experiment writes ``results.json`` with a ``"kind"`` field into its output directory; the
+renderer registered for that kind builds ``report.html`` from the files in that directory alone.
+Entries are ``"module:function"`` strings so that importing this table costs nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from attractor.errors import UserError, require
+from attractor.io import read_json
+
+RENDERERS: dict[str, str] = {}
+
+
+def render_directory(directory: str | Path) -> Path:
+    """Render ``directory/report.html`` with the renderer for its ``results.json`` kind."""
+    directory = Path(directory)
+    require(directory.is_dir(), f"{directory} is not a directory")
+    results = directory / "results.json"
+    require(results.is_file(), f"{directory} has no results.json: nothing to report")
+    try:
+        kind = read_json(results)["kind"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise UserError(f"{results} is not a results file of attractor ({err})") from err
+    require(kind in RENDERERS, f"no report for results of kind {kind!r}")
+    module, func = RENDERERS[kind].split(":")
+    return getattr(importlib.import_module(module), func)(directory)
