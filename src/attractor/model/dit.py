@@ -1,0 +1,141 @@
+"""A diffusion transformer (DiT) denoiser for uniform-state diffusion (duo.md §5).
+
+Input z_t (B, L) int64 and sigma_t (B,); output logits (B, L, K) whose softmax is x_theta, the
+prediction of the clean token at every position (paper eqs. 4-5).
+
+    h = E[z_t]                                       (B, L, d) token embedding
+    c = SiLU(MLP(sinusoid(sigma_t)))                 (B, cond) time conditioning
+    per block (pre-LN, adaLN-Zero):
+        h = h + g1 * Attn(LN(h) (1 + s1) + b1)       rotary bidirectional self-attention
+        h = h + g2 * MLP (LN(h) (1 + s2) + b2)       (b_i, s_i, g_i) = Linear(c), zero-initialised
+    logits = Linear(LN(h) (1 + s) + b)                zero-initialised, so x_theta starts uniform
+
+LayerNorms run in float32 even under bf16 autocast. Pads are attended to (no attention mask), as in
+Duo; they are only excluded from the loss.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attractor.model.configs import ModelConfig
+
+
+def sinusoidal_embedding(sigma: torch.Tensor, dim: int, max_period: float = 1e4) -> torch.Tensor:
+    """(B,) -> (B, dim) features [cos(sigma w_k), sin(sigma w_k)], w_k = max_period^(-k/half)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=sigma.device) / half)
+    args = sigma.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+def rotary_tables(length: int, head_dim: int, device, base: float = 1e4) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables (L, head_dim) for NeoX-style rotate-half rotary embeddings."""
+    inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, device=device).float() / head_dim)
+    angles = torch.outer(torch.arange(length, device=device).float(), inv_freq)   # (L, hd/2)
+    angles = torch.cat([angles, angles], dim=-1)                                   # (L, hd)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate (B, H, L, hd) queries or keys: x cos + rotate_half(x) sin."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos.to(x.dtype) + torch.cat([-x2, x1], dim=-1) * sin.to(x.dtype)
+
+
+class LayerNormNoBias(nn.Module):
+    """LayerNorm with a weight and no bias, computed in float32 (duo.md §5)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return F.layer_norm(x.float(), (self.dim,)) * self.weight
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """adaLN: x (B, L, d), shift/scale (B, 1, d)."""
+    return x * (1 + scale) + shift
+
+
+class TimeEmbedding(nn.Module):
+    """sigma_t -> sinusoid(256) -> Linear -> SiLU -> Linear, then SiLU (B, cond_dim)."""
+
+    def __init__(self, cond_dim: int, features: int):
+        super().__init__()
+        self.features = features
+        self.mlp = nn.Sequential(nn.Linear(features, cond_dim), nn.SiLU(),
+                                 nn.Linear(cond_dim, cond_dim))
+
+    def forward(self, sigma: torch.Tensor) -> torch.Tensor:
+        return F.silu(self.mlp(sinusoidal_embedding(sigma, self.features)))
+
+
+class DiTBlock(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        d, self.heads = cfg.hidden, cfg.heads
+        self.norm1, self.norm2 = LayerNormNoBias(d), LayerNormNoBias(d)
+        self.qkv = nn.Linear(d, 3 * d, bias=False)
+        self.attn_out = nn.Linear(d, d, bias=False)
+        self.mlp = nn.Sequential(nn.Linear(d, cfg.mlp_ratio * d), nn.GELU(approximate="tanh"),
+                                 nn.Linear(cfg.mlp_ratio * d, d))
+        self.adaln = nn.Linear(cfg.cond_dim, 6 * d)
+        nn.init.zeros_(self.adaln.weight)
+        nn.init.zeros_(self.adaln.bias)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, h: torch.Tensor, c: torch.Tensor, rotary) -> torch.Tensor:
+        B, L, d = h.shape
+        b1, s1, g1, b2, s2, g2 = self.adaln(c)[:, None].chunk(6, dim=-1)   # each (B, 1, d)
+        qkv = self.qkv(modulate(self.norm1(h), b1, s1))                      # (B, L, 3d)
+        q, k, v = qkv.view(B, L, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)            # (B, H, L, hd)
+        a = F.scaled_dot_product_attention(q, k, v)                          # (B, H, L, hd)
+        a = self.attn_out(a.transpose(1, 2).reshape(B, L, d))
+        h = h + g1 * self.dropout(a)
+        return h + g2 * self.dropout(self.mlp(modulate(self.norm2(h), b2, s2)))
+
+
+class DiT(nn.Module):
+    """The denoiser x_theta(z_t, sigma_t) of the paper (Table 1 shapes via ModelConfig)."""
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int):
+        super().__init__()
+        cfg.validate()
+        self.cfg, self.vocab_size = cfg, vocab_size
+        self.embedding = nn.Parameter(torch.empty(vocab_size, cfg.hidden))
+        nn.init.kaiming_uniform_(self.embedding, a=math.sqrt(5))
+        self.time = TimeEmbedding(cfg.cond_dim, cfg.time_features)
+        self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.blocks))
+        self.norm_final = LayerNormNoBias(cfg.hidden)
+        self.adaln_final = nn.Linear(cfg.cond_dim, 2 * cfg.hidden)
+        self.output = nn.Linear(cfg.hidden, vocab_size)
+        for layer in (self.adaln_final, self.output):   # zero init: x_theta starts uniform
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        self._rotary_cache: dict = {}
+
+    def _rotary(self, length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (length, str(device))
+        if key not in self._rotary_cache:
+            self._rotary_cache[key] = rotary_tables(length, self.cfg.hidden // self.cfg.heads,
+                                                    device)
+        return self._rotary_cache[key]
+
+    def forward(self, zt: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """zt (B, L) int64, sigma (B,) float -> logits (B, L, K)."""
+        h = self.embedding[zt]                                              # (B, L, d)
+        c = self.time(sigma)                                                # (B, cond)
+        rotary = self._rotary(zt.shape[1], zt.device)
+        for block in self.blocks:
+            h = block(h, c, rotary)
+        shift, scale = self.adaln_final(c)[:, None].chunk(2, dim=-1)
+        return self.output(modulate(self.norm_final(h), shift, scale))

@@ -1,0 +1,95 @@
+import pytest
+import torch
+
+from attractor.errors import UserError
+from attractor.loss import masked_mean, nelbo_per_token
+from attractor.model import DiT, count_parameters, get_model_config
+from attractor.model.configs import ModelConfig
+
+
+def tiny_model(K=13, **kw):
+    cfg = ModelConfig(hidden=32, blocks=2, heads=4, cond_dim=16, dropout=0.0, **kw)
+    return DiT(cfg, K)
+
+
+def test_prediction_is_uniform_at_initialisation(gen):
+    K = 13
+    model = tiny_model(K)
+    zt = torch.randint(0, K, (3, 9), generator=gen)
+    probs = torch.softmax(model(zt, torch.rand(3, generator=gen) * 5), -1)
+    torch.testing.assert_close(probs, torch.full_like(probs, 1 / K))
+
+
+def test_gradients_reach_every_parameter(gen):
+    K = 13
+    model = tiny_model(K)
+    # Zero-initialised layers (adaLN, output head) block gradients at step 0 by design; give them
+    # small random values so that the test checks the wiring of every parameter into the loss.
+    with torch.no_grad():
+        for p in model.parameters():
+            if (p == 0).all():
+                p.normal_(0, 0.02, generator=gen)
+    x0 = torch.randint(0, K, (4, 8), generator=gen)
+    zt = torch.randint(0, K, (4, 8), generator=gen)
+    alpha = torch.rand(4, generator=gen) * 0.9 + 0.05
+    logits = model(zt, -alpha.log())
+    loss = masked_mean(nelbo_per_token(torch.log_softmax(logits, -1), x0, zt, alpha,
+                                       torch.full((4,), -0.999)), None)
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("name,expected", [("tiny", 33.8e6), ("small", 169.6e6),
+                                           ("medium", 424.5e6)])
+def test_parameter_counts_match_the_paper_configs(name, expected):
+    cfg = get_model_config(name)
+    analytic = count_parameters(cfg, 50258)
+    assert abs(analytic - expected) / expected < 0.02
+    with torch.device("meta"):
+        model = DiT(cfg, 50258)
+    assert sum(p.numel() for p in model.parameters()) == analytic
+
+
+def test_bf16_autocast_runs_and_loss_matches_fp32(gen):
+    K = 50
+    model = tiny_model(K)
+    with torch.no_grad():       # leave the uniform start so that the comparison is non-trivial
+        model.output.weight.normal_(0, 0.5, generator=gen)
+        for block in model.blocks:
+            block.adaln.bias.normal_(0, 0.5, generator=gen)
+    x0 = torch.randint(0, K, (8, 16), generator=gen)
+    zt = torch.randint(0, K, (8, 16), generator=gen)
+    alpha = torch.rand(8, generator=gen) * 0.9 + 0.05
+    da = torch.full((8,), -0.999)
+
+    def loss_fn():
+        logits = model(zt, -alpha.log())
+        return masked_mean(nelbo_per_token(torch.log_softmax(logits.float(), -1), x0, zt, alpha,
+                                           da), None)
+
+    ref = loss_fn()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = loss_fn()
+    assert low.dtype == torch.float32 and torch.isfinite(low)
+    assert abs(low.item() - ref.item()) / ref.item() < 0.05
+
+
+def test_dropout_is_active_in_train_mode_only(gen):
+    K = 11
+    model = DiT(ModelConfig(hidden=32, blocks=1, heads=2, cond_dim=8, dropout=0.5), K)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.1, generator=gen)
+    zt, s = torch.randint(0, K, (2, 6), generator=gen), torch.ones(2)
+    model.eval()
+    assert torch.equal(model(zt, s), model(zt, s))
+    model.train()
+    assert not torch.equal(model(zt, s), model(zt, s))
+
+
+def test_unknown_or_bad_config_is_a_user_error():
+    with pytest.raises(UserError, match="unknown model config"):
+        get_model_config("huge")
+    with pytest.raises(UserError, match="heads"):
+        get_model_config("tiny", heads=3)

@@ -1,0 +1,46 @@
+import torch
+
+from attractor.posterior import posterior
+
+
+def brute_force(x, zt, a_t, a_s):
+    """Bayes: q(z_s | x) Q(z_t | z_s), normalised over z_s (x may be a distribution)."""
+    K = x.shape[-1]
+    a_ts = a_t / a_s
+    Q = a_ts * torch.eye(K, dtype=torch.float64) + (1 - a_ts) / K   # Q[z_s, z_t]
+    prior = a_s * x + (1 - a_s) / K
+    joint = prior * Q[:, zt]
+    return joint / joint.sum()
+
+
+def test_rows_sum_to_one_and_match_bayes(gen):
+    K = 4
+    for _ in range(20):
+        t, s = sorted(torch.rand(2, generator=gen, dtype=torch.float64).tolist(), reverse=True)
+        a_t, a_s = 1 - 0.999 * t, 1 - 0.999 * s
+        for one_hot in (True, False):
+            if one_hot:
+                x = torch.nn.functional.one_hot(torch.randint(0, K, (3,), generator=gen), K)
+            else:
+                x = torch.softmax(torch.randn(3, K, generator=gen, dtype=torch.float64), -1)
+            x = x.double()[None]                                # (1, 3, K)
+            zt = torch.randint(0, K, (1, 3), generator=gen)
+            p = posterior(x, zt, torch.tensor([a_t]), torch.tensor([a_s]))
+            assert p.dtype == torch.float64
+            torch.testing.assert_close(p.sum(-1), torch.ones(1, 3, dtype=torch.float64))
+            for pos in range(3):
+                torch.testing.assert_close(p[0, pos], brute_force(x[0, pos], zt[0, pos].item(),
+                                                                  a_t, a_s))
+
+
+def test_last_step_to_clean(gen):
+    K = 5
+    x = torch.softmax(torch.randn(1, 2, K, generator=gen, dtype=torch.float64), -1)
+    zt = torch.tensor([[1, 3]])
+    a_t = torch.tensor([0.2], dtype=torch.float64)
+    p = posterior(x, zt, a_t, torch.tensor([1.0], dtype=torch.float64))
+    onehot = torch.nn.functional.one_hot(zt, K).double()
+    expected = x * (K * 0.2 * onehot + 0.8)
+    torch.testing.assert_close(p, expected / expected.sum(-1, keepdim=True))
+    for pos in range(2):
+        torch.testing.assert_close(p[0, pos], brute_force(x[0, pos], zt[0, pos].item(), 0.2, 1.0))
