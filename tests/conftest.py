@@ -6,3 +6,12 @@ import pytest
 def gen():
     """A fresh seeded generator: every test's randomness goes through it."""
     return torch.Generator().manual_seed(1234)
+
+
+def pytest_configure(config):
+    # Under pytest-xdist each worker gets one thread: two workers x two threads on a 2-core
+    # machine spin against each other and run several times slower.
+    import os
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)

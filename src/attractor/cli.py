@@ -17,8 +17,12 @@ from attractor.errors import UserError
 # One module per subcommand family, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "attractor.commands.demo",
+    "attractor.commands.train",
+    "attractor.commands.probe",
     "attractor.commands.report",
     "attractor.commands.info",
+    "attractor.commands.am",
+    "attractor.commands.dense",
 )
 
 

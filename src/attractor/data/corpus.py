@@ -1,0 +1,137 @@
+"""Corpus sources: each turns a ``DataConfig.corpus`` string into a list of sentences.
+
+* ``synthetic``: distinct sentences sampled from the built-in grammar (no download);
+* ``text:PATH``: a UTF-8 file, one sequence per line (blank lines skipped), or a directory,
+  meaning all its ``*.txt`` files in sorted order;
+* ``hf:NAME``: the ``text`` field of a Hugging Face dataset's train split, from the hub, or
+  from a local dump given as a path: a ``save_to_disk`` directory, a parquet/arrow file, or a
+  directory of them. LM1B's detokenizer is applied when NAME contains "lm1b".
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from attractor.data.config import DataConfig
+from attractor.data.detokenize import lm1b_detokenize
+from attractor.data.grammar import default_grammar
+from attractor.errors import UserError
+
+# Give up on reaching the requested number of distinct synthetic sentences after this many draws
+# per requested sentence (the default grammar needs about 1.02).
+_MAX_DRAWS_PER_SENTENCE = 20
+
+
+def load_sentences(cfg: DataConfig) -> list[str]:
+    """The corpus named by ``cfg.corpus``, as a list of non-empty sentences in corpus order."""
+    scheme, _, arg = cfg.corpus.partition(":")
+    if scheme == "synthetic":
+        return synthetic_sentences(cfg.corpus_size, np.random.default_rng([cfg.seed, 0]))
+    if scheme == "text":
+        sentences = text_sentences(arg, cfg.corpus_size)
+    elif scheme == "hf":
+        sentences = hf_sentences(arg, cfg.corpus_size)
+    else:
+        raise UserError(f"unknown corpus {cfg.corpus!r}; use synthetic, text:PATH or hf:NAME")
+    if not sentences:
+        raise UserError(f"corpus {cfg.corpus!r} is empty (no non-blank lines)")
+    return sentences
+
+
+def synthetic_sentences(n: int, rng: np.random.Generator) -> list[str]:
+    """``n`` distinct grammar sentences, words joined by spaces, in order of first appearance."""
+    grammar = default_grammar()
+    seen: dict[str, None] = {}
+    draws = 0
+    while len(seen) < n:
+        if draws > _MAX_DRAWS_PER_SENTENCE * n:
+            raise UserError(f"the synthetic grammar gave only {len(seen)} distinct sentences "
+                            f"in {draws} draws; ask for fewer (corpus_size={n})")
+        batch = max(1024, int(1.05 * (n - len(seen))))
+        for words in grammar.sample(batch, rng):
+            seen.setdefault(" ".join(words), None)
+        draws += batch
+    return list(seen)[:n]
+
+
+def _txt_files(path: Path) -> list[Path]:
+    if not path.exists():
+        raise UserError(f"corpus path {path} does not exist")
+    if path.is_dir():
+        files = sorted(p for p in path.glob("*.txt") if p.is_file())
+        if not files:
+            raise UserError(f"corpus directory {path} has no *.txt files")
+        return files
+    return [path]
+
+
+def _read_utf8(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path} is not UTF-8 text: invalid byte 0x{data[err.start]:02x} at "
+                        f"byte offset {err.start}; re-encode it as UTF-8") from None
+
+
+def text_sentences(path: str, limit: int = 0) -> list[str]:
+    """Non-blank stripped lines of the file(s) at ``path``; at most ``limit`` (0 = all)."""
+    if not path:
+        raise UserError("text corpus needs a path: text:PATH")
+    sentences: list[str] = []
+    for file in _txt_files(Path(path).expanduser()):
+        sentences.extend(s for s in (line.strip() for line in _read_utf8(file).splitlines()) if s)
+        if limit and len(sentences) >= limit:
+            return sentences[:limit]
+    return sentences
+
+
+def _import_datasets():
+    try:
+        import datasets
+    except ImportError as err:
+        raise UserError("hf: corpora need the datasets library: pip install 'attractor[hf]'"
+                        ) from err
+    return datasets
+
+
+def _load_local(datasets, path: Path):
+    """A local dump: ``save_to_disk`` directory, or parquet/arrow file(s)."""
+    markers = ("dataset_info.json", "state.json", "dataset_dict.json")
+    if path.is_dir() and any((path / m).exists() for m in markers):
+        loaded = datasets.load_from_disk(str(path))
+        return loaded["train"] if isinstance(loaded, datasets.DatasetDict) else loaded
+    files = [path] if path.is_file() else sorted(
+        p for p in path.rglob("*") if p.suffix in (".parquet", ".arrow"))
+    if not files:
+        raise UserError(f"no .parquet or .arrow files under {path}")
+    builder = "parquet" if files[0].suffix == ".parquet" else "arrow"
+    return datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train")
+
+
+def hf_sentences(name: str, limit: int = 0) -> list[str]:
+    """The ``text`` field of dataset ``name`` (hub id or local path), LM1B-detokenized if lm1b."""
+    if not name:
+        raise UserError("hf corpus needs a dataset name or path: hf:NAME")
+    datasets = _import_datasets()
+    local = Path(name).expanduser()
+    if local.exists():
+        ds = _load_local(datasets, local)
+    elif os.sep in name and name.startswith((os.sep, ".", "~")):
+        raise UserError(f"local dataset path {name} does not exist")
+    else:
+        try:
+            ds = datasets.load_dataset(name, split="train")
+        except Exception as err:  # noqa: BLE001 - network, unknown name, script: one message
+            first = (str(err).splitlines() or [type(err).__name__])[0][:200]
+            raise UserError(f"could not load hf dataset {name!r} ({first}); offline, pass a "
+                            "local parquet/arrow dump as hf:/path/to/dump") from None
+    if "text" not in ds.column_names:
+        raise UserError(f"hf dataset {name!r} has no 'text' column (columns: {ds.column_names})")
+    if limit:
+        ds = ds.select(range(min(limit, len(ds))))
+    detok = lm1b_detokenize if "lm1b" in name.lower() else (lambda s: s)
+    return [t for t in (detok(s.strip()) for s in ds["text"] if s) if t]

@@ -1,0 +1,98 @@
+"""Open a finished (or checkpointed) training run for probing.
+
+``load_run(RUN_DIR)`` rebuilds the data pool from the saved config, checks it against the
+fingerprint saved in ``membership.json`` (so the ids mean the same sequences), loads the EMA
+weights into a DiT in eval mode and checks that the tokenizer matches the model's vocabulary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from attractor.errors import UserError, require
+from attractor.io import read_json
+
+
+@dataclass
+class Run:
+    directory: Path
+    config: "TrainConfig"            # noqa: F821 - attractor.train.config.TrainConfig
+    vocab_size: int
+    model: torch.nn.Module            # DiT with the chosen weights, eval mode, on ``device``
+    tokenizer: object                 # tokenizers.Tokenizer
+    dataset: object                   # attractor.data.Dataset (the whole pool)
+    train_ids: torch.Tensor           # (n_train,) int64 pool ids the model was trained on
+    test_ids: torch.Tensor            # (n_test,) int64 held-out pool ids
+    schedule: object
+    step: int
+    device: torch.device
+
+    @property
+    def train_sequences(self) -> torch.Tensor:
+        return self.dataset.sequences[self.train_ids]
+
+    @property
+    def test_sequences(self) -> torch.Tensor:
+        return self.dataset.sequences[self.test_ids]
+
+    def denoiser(self):
+        """zt (B, L) int64, sigma (B,) -> logits (B, L, K) float32, without gradients."""
+        model = self.model
+
+        @torch.no_grad()
+        def call(zt: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+            return model(zt.to(self.device), sigma.to(self.device)).float()
+
+        return call
+
+
+def is_run_dir(path: str | Path) -> bool:
+    path = Path(path)
+    return (path / "config.json").is_file() and (path / "membership.json").is_file()
+
+
+def load_run(run_dir: str | Path, device: str = "auto", weights: str = "ema",
+             cache_dir: str | Path | None = None) -> Run:
+    """Load a run directory written by ``attractor train``; see the module docstring."""
+    from attractor.data import build_dataset, load_tokenizer
+    from attractor.model import DiT
+    from attractor.schedule import get_schedule
+    from attractor.train import checkpoint as ckpt
+    from attractor.train.trainer import load_config, resolve_device
+
+    run_dir = Path(run_dir)
+    require(run_dir.is_dir(), f"{run_dir} does not exist or is not a directory")
+    require(is_run_dir(run_dir), f"{run_dir} is not a run directory (no config.json/membership.json)")
+    cfg = load_config(run_dir)
+    meta = read_json(run_dir / "config.json")
+    found = ckpt.find_checkpoint(run_dir)
+    require(found is not None, f"{run_dir} has no checkpoint: train it first")
+    try:
+        tokenizer = load_tokenizer(run_dir / "tokenizer.json")
+    except Exception as err:
+        raise UserError(f"cannot read {run_dir / 'tokenizer.json'} ({err})") from err
+    vocab = int(meta["vocab_size"])
+    tok_vocab = tokenizer.get_vocab_size(with_added_tokens=True)
+    require(tok_vocab == vocab, f"tokenizer has {tok_vocab} tokens but the model was trained "
+                                f"with K = {vocab}")
+    dev = resolve_device(device)
+    model = DiT(cfg.model, vocab)
+    state = ckpt.load_weights(found, weights)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise UserError(f"checkpoint in {found} does not fit the saved model config") from err
+    model.to(dev).eval()
+    membership = read_json(run_dir / "membership.json")
+    dataset = build_dataset(cfg.data, cache_dir=cache_dir)
+    require(dataset.fingerprint == membership["fingerprint"],
+            f"the data rebuilt from {run_dir}/config.json differs from the data the run was "
+            f"trained on (fingerprint mismatch)")
+    return Run(directory=run_dir, config=cfg, vocab_size=vocab, model=model, tokenizer=tokenizer,
+               dataset=dataset, train_ids=torch.tensor(membership["train_ids"], dtype=torch.long),
+               test_ids=torch.tensor(membership["test_ids"], dtype=torch.long),
+               schedule=get_schedule(cfg.schedule), step=ckpt.checkpoint_step(run_dir) or 0,
+               device=dev)

@@ -1,0 +1,154 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from _runs import small_config, train_small
+from attractor.io import read_json, read_jsonl
+from attractor.train.loop import batch_indices, learning_rate
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, timeout=240):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "attractor", *args], capture_output=True,
+                          text=True, timeout=timeout, env=env, cwd=REPO)
+
+
+def test_run_directory_layout_and_membership(tmp_path):
+    run = tmp_path / "run"
+    train_small(run, num_train=40, steps=6)
+    for name in ("config.json", "tokenizer.json", "membership.json", "metrics.jsonl",
+                 "summary.json", "checkpoint/model.safetensors", "checkpoint/ema.safetensors",
+                 "checkpoint/state.pt"):
+        assert (run / name).is_file(), name
+    membership = read_json(run / "membership.json")
+    assert len(membership["train_ids"]) == 40
+    assert not set(membership["train_ids"]) & set(membership["test_ids"])
+    config = read_json(run / "config.json")
+    assert config["num_train"] == 40 and config["vocab_size"] > 100
+    assert any(r.get("split") == "eval" for r in read_jsonl(run / "metrics.jsonl"))
+
+
+def test_small_training_set_is_memorised_large_one_generalises(tmp_path):
+    """Seconds-scale version of the memorisation/generalisation contrast (see README for the
+    full runs): with 32 sequences the training NELBO falls far below the test NELBO; with 2,000
+    sequences and the same budget the two stay close."""
+    mem = train_small(tmp_path / "mem", num_train=32, steps=300)
+    gen = train_small(tmp_path / "gen", num_train=2000, steps=300)
+    assert mem["test_nelbo"] - mem["train_nelbo"] > 1.0
+    assert abs(gen["test_nelbo"] - gen["train_nelbo"]) < 0.25 * gen["test_nelbo"]
+    first = read_jsonl(tmp_path / "mem" / "metrics.jsonl")[0]["loss"]
+    assert mem["final_train_loss"] < 0.75 * first
+
+
+def test_batches_cover_each_epoch_once():
+    n, b = 10, 4
+    seen = torch.cat([batch_indices(n, b, step, seed=3) for step in range(5)])   # 2 epochs
+    assert sorted(seen[:10].tolist()) == list(range(10))
+    assert sorted(seen[10:20].tolist()) == list(range(10))
+    assert torch.equal(batch_indices(n, b, 2, 3), batch_indices(n, b, 2, 3))
+
+
+def test_warmup_then_constant():
+    assert learning_rate(0, 1.0, 10) == pytest.approx(0.1)
+    assert learning_rate(9, 1.0, 10) == 1.0 and learning_rate(500, 1.0, 10) == 1.0
+
+
+def test_gradient_accumulation_matches_one_big_batch(tmp_path):
+    a = train_small(tmp_path / "a", num_train=64, steps=3, batch_size=16, grad_accum=1)
+    b = train_small(tmp_path / "b", num_train=64, steps=3, batch_size=16, grad_accum=4)
+    wa = load_file(str(tmp_path / "a" / "checkpoint" / "model.safetensors"))
+    wb = load_file(str(tmp_path / "b" / "checkpoint" / "model.safetensors"))
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
+    assert a["final_train_loss"] == pytest.approx(b["final_train_loss"], rel=1e-4)
+
+
+TRAIN_ARGS = ["--num-train", "48", "--steps", "40", "--batch-size", "16", "--corpus-size", "600",
+              "--test-size", "16", "--checkpoint-every", "4", "--eval-every", "40",
+              "--precision", "fp32", "--no-progress"]
+
+
+def test_kill_and_resume_is_bit_identical(tmp_path):
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    assert cli("train", "--out", str(full), *TRAIN_ARGS).returncode == 0
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "attractor", "train", "--out", str(killed),
+                             *TRAIN_ARGS], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        meta = killed / "checkpoint" / "meta.json"
+        if meta.is_file() and read_json(meta)["step"] >= 8:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "summary.json").exists(), "run finished before it could be killed"
+    resumed = cli("train", "--out", str(killed), "--resume", "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr
+    for name in ("model.safetensors", "ema.safetensors"):
+        a = load_file(str(full / "checkpoint" / name))
+        b = load_file(str(killed / "checkpoint" / name))
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    steps = [r["step"] for r in read_jsonl(killed / "metrics.jsonl") if "loss" in r]
+    assert steps == sorted(set(steps)) and steps[-1] == 40
+
+
+def _one_line_error(result):
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--fraction", "0"], "fraction"),
+    (["--fraction", "1.5"], "fraction"),
+    (["--num-train", "100000", "--corpus-size", "600", "--test-size", "16"], "training sequences"),
+    (["--block-length", "1"], "block length"),
+    (["--model", "gigantic"], "unknown model config"),
+])
+def test_bad_training_arguments(tmp_path, args, message):
+    line = _one_line_error(cli("train", "--out", str(tmp_path / "r"), "--steps", "2", *args))
+    assert message in line
+
+
+def test_bad_corpora(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n  \n")
+    assert "empty" in _one_line_error(cli("train", "--out", str(tmp_path / "a"),
+                                          "--corpus", f"text:{empty}", "--steps", "2"))
+    latin = tmp_path / "latin1.txt"
+    latin.write_bytes("caf\xe9 au lait\n".encode("latin-1") * 50)
+    assert "UTF-8" in _one_line_error(cli("train", "--out", str(tmp_path / "b"),
+                                          "--corpus", f"text:{latin}", "--steps", "2"))
+
+
+def test_existing_runs_are_never_overwritten(tmp_path):
+    run = tmp_path / "run"
+    train_small(run, num_train=16, steps=2)
+    before = {p.name: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    line = _one_line_error(cli("train", "--out", str(run), "--steps", "2"))
+    assert "already exists" in line
+    line = _one_line_error(cli("train", "--out", str(run), "--resume", "--steps", "99"))
+    assert "differ" in line
+    line = _one_line_error(cli("train", "--out", str(tmp_path / "nope"), "--resume"))
+    assert "not a run directory" in line
+    after = {p.name: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    assert before == after
+
+
+def test_config_roundtrip():
+    from attractor.train.config import config_from_dict
+
+    cfg = small_config(10, 5)
+    assert config_from_dict(cfg.to_dict()) == cfg
