@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from _runs import small_config, train_small
 from safetensors.torch import load_file
 
-from _runs import small_config, train_small
 from attractor.io import read_json, read_jsonl
 from attractor.train.loop import batch_indices, learning_rate
 

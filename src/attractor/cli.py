@@ -18,6 +18,7 @@ from attractor.errors import UserError
 COMMAND_MODULES: tuple[str, ...] = (
     "attractor.commands.demo",
     "attractor.commands.train",
+    "attractor.commands.sweep",
     "attractor.commands.probe",
     "attractor.commands.report",
     "attractor.commands.info",

@@ -19,7 +19,7 @@ from attractor.io import read_json
 @dataclass
 class Run:
     directory: Path
-    config: "TrainConfig"            # noqa: F821 - attractor.train.config.TrainConfig
+    config: TrainConfig            # noqa: F821 - attractor.train.config.TrainConfig
     vocab_size: int
     model: torch.nn.Module            # DiT with the chosen weights, eval mode, on ``device``
     tokenizer: object                 # tokenizers.Tokenizer

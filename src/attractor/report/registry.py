@@ -13,7 +13,14 @@ from pathlib import Path
 from attractor.errors import UserError, require
 from attractor.io import read_json
 
-RENDERERS: dict[str, str] = {}
+RENDERERS: dict[str, str] = {
+    "sweep": "attractor.analysis.report:render_sweep_report",
+    "am-capacity": "attractor.memories.binary.report:render_capacity_report",
+    "am-generalization": "attractor.memories.binary.report:render_generalization_report",
+    "dense-circle": "attractor.memories.dense.report:render_report",
+    "dense-digits": "attractor.memories.dense.report:render_report",
+    "probes": "attractor.probes.report:render_report",
+}
 
 
 def render_directory(directory: str | Path) -> Path:
@@ -21,7 +28,9 @@ def render_directory(directory: str | Path) -> Path:
     directory = Path(directory)
     require(directory.is_dir(), f"{directory} is not a directory")
     results = directory / "results.json"
-    require(results.is_file(), f"{directory} has no results.json: nothing to report")
+    if not results.is_file():
+        results = directory / "sweep.json"
+    require(results.is_file(), f"{directory} has no results.json or sweep.json: nothing to report")
     try:
         kind = read_json(results)["kind"]
     except (ValueError, KeyError, TypeError) as err:

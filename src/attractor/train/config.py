@@ -54,6 +54,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=lambda: CPU_OPTIM)
     schedule: str = "loglinear"
     sampling_eps: float = 1e-3           # training times t in [sampling_eps, 1]
+    loss_on_padding: bool = False        # Duo excludes pads from the loss; True trains them too
     seed: int = 0                        # model initialisation, data order, noise
     precision: str = "auto"              # auto | fp32 | bf16
     device: str = "auto"                 # auto | cpu | cuda | cuda:N

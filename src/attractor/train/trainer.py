@@ -25,15 +25,23 @@ from tqdm import tqdm
 
 from attractor.data import Dataset, build_dataset
 from attractor.errors import UserError
+from attractor.forward import q_xt
 from attractor.io import append_jsonl, read_json, read_jsonl, write_json, write_jsonl
 from attractor.loss import stratified_times
 from attractor.model import DiT, count_parameters
 from attractor.schedule import get_schedule
 from attractor.train import checkpoint as ckpt
 from attractor.train.config import TrainConfig, config_differences, config_from_dict
-from attractor.forward import q_xt
-from attractor.train.loop import (batch_indices, derive_seed, ema_decay, ema_update,
-                                  evaluate_nelbo, learning_rate, loss_terms, step_generator)
+from attractor.train.loop import (
+    batch_indices,
+    derive_seed,
+    ema_decay,
+    ema_update,
+    evaluate_nelbo,
+    learning_rate,
+    loss_terms,
+    step_generator,
+)
 
 
 @dataclass(frozen=True)
@@ -130,7 +138,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
     train_ids = data.train_ids(fraction=cfg.fraction, num_train=cfg.num_train)
     if dist_info.main and not (run_dir / "config.json").is_file():
         _write_fresh_run(run_dir, cfg, data, train_ids)
-    x_train, m_train = data.sequences[train_ids], data.loss_mask[train_ids]
+    x_train, m_train = data.sequences[train_ids], loss_mask(data, cfg)[train_ids]
 
     torch.manual_seed(derive_seed(cfg.seed, "init"))    # model initialisation (same for all runs)
     model = DiT(cfg.model, data.vocab_size).to(device)
@@ -155,6 +163,14 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
         net = torch.nn.parallel.DistributedDataParallel(model)
     return _run_loop(cfg, run_dir, net, model, optimizer, ema, start, data, x_train, m_train,
                      device, dist_info, progress)
+
+
+def loss_mask(data: Dataset, cfg: TrainConfig) -> torch.Tensor:
+    """(N, L) bool: the positions in the loss. Pads are left out unless the config trains them
+    (then a generated sample learns to end in pads, as its training sequences do)."""
+    if cfg.loss_on_padding:
+        return torch.ones_like(data.loss_mask)
+    return data.loss_mask
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
@@ -240,7 +256,7 @@ def _log_eval(cfg, run_dir, model, ema, data, x_train, m_train, step, amp) -> No
     row = {"step": step, "split": "eval",
            "train_nelbo": evaluate_nelbo(ema_model, x_train[:n], m_train[:n], cfg.seed,
                                          schedule=get_schedule(cfg.schedule), amp_dtype=amp),
-           "test_nelbo": evaluate_nelbo(ema_model, data.sequences[test], data.loss_mask[test],
+           "test_nelbo": evaluate_nelbo(ema_model, data.sequences[test], loss_mask(data, cfg)[test],
                                         cfg.seed, schedule=get_schedule(cfg.schedule),
                                         amp_dtype=amp)}
     row["test_ppl_bound"] = float(torch.tensor(row["test_nelbo"]).exp())

@@ -1,0 +1,76 @@
+"""``attractor dense circle|digits``: diffusion as a Dense Associative Memory (arXiv 2505.21777)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+
+from attractor.errors import UserError
+
+
+def _ks(text: str) -> tuple[int, ...]:
+    try:
+        ks = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
+    if not ks or min(ks) < 2:
+        raise argparse.ArgumentTypeError("every training size K must be at least 2")
+    return ks
+
+
+def _config(args: argparse.Namespace):
+    from attractor.memories.dense import experiments as ex
+
+    cfg = ex.CircleConfig() if args.dataset == "circle" else ex.DigitsConfig()
+    if args.quick:
+        cfg = ex.quick(cfg)
+    updates = {k: v for k, v in (("learned_ks", args.ks), ("exact_ks", args.exact_ks),
+                                 ("sigma", args.sigma), ("seed", args.seed)) if v is not None}
+    gen = cfg.generation
+    if args.iterations is not None:
+        gen = replace(gen, model=replace(gen.model, iterations=args.iterations))
+    if args.samples is not None:
+        gen = replace(gen, samples=args.samples)
+    if args.sampler is not None:
+        gen = replace(gen, method=args.sampler)
+    th = replace(gen.thresholds, **{k: v for k, v in (("memorised", args.memorised),
+                                                      ("spurious", args.spurious))
+                                    if v is not None})
+    return replace(cfg, generation=replace(gen, thresholds=th), **updates)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from attractor.memories.dense import experiments as ex
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        cfg = _config(args)
+    except ValueError as err:  # a frozen config rejected a value
+        raise UserError(str(err)) from err
+    runner = ex.run_circle if args.dataset == "circle" else ex.run_digits
+    print(f"report: {runner(cfg, args.out, force=args.force)}")
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("dense", help="continuous diffusion as a Dense Associative Memory")
+    p.add_argument("dataset", choices=("circle", "digits"), help="training data")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--force", action="store_true", help="overwrite results already in --out")
+    p.add_argument("--quick", action="store_true", help="a seconds-long smoke version")
+    p.add_argument("--ks", type=_ks, help="training sizes of the learned scores, e.g. 2,8,32")
+    p.add_argument("--exact-ks", type=_ks, help="training sizes of the exact-energy sweep")
+    p.add_argument("--sigma", type=float, help="noise level of the exact energy")
+    p.add_argument("--iterations", type=int, help="score-matching iterations per model")
+    p.add_argument("--samples", type=int, help="generated samples per model")
+    p.add_argument("--sampler", choices=("sde", "ode"), help="Euler-Maruyama or probability flow")
+    p.add_argument("--memorised", type=float, help="delta_m in units of the train NN spacing")
+    p.add_argument("--spurious", type=float, help="delta_s in units of the train NN spacing")
+    p.add_argument("--seed", type=int, help="seed of the training sets and of all sampling")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: the small ops here gain nothing from more and "
+                        "lose badly when other processes share the cores; 0 keeps torch's choice)")
+    p.set_defaults(func=run)

@@ -1,0 +1,164 @@
+"""Capacity sweep: basins of random patterns against the load alpha = P/N, PL vs classical rules.
+
+For each alpha and seed: P = round(alpha N) random +-1 patterns, one memory per rule, and for
+each memory the basin curve of the stored patterns, the margins of eq. (7) against Gardner's
+kappa_max(alpha), the norm and asymmetry of J. Writes into OUT: config.json, rows.csv (one row
+per alpha and seed), summary.csv (means and standard deviations over seeds), curves.json (mean
+basin curves), the figures, results.json (kind ``am-capacity``) and report.html.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from attractor.errors import require
+from attractor.io import write_csv, write_json
+from attractor.memories.binary.couplings import HebbianMemory, PseudoInverseMemory
+from attractor.memories.binary.measures import (
+    basin_curve,
+    coupling_stats,
+    gardner_kappa_max,
+    margins,
+)
+from attractor.memories.binary.patterns import random_states
+from attractor.memories.binary.sweep import (
+    RetrievalConfig,
+    TrainingConfig,
+    aggregate,
+    git_revision,
+    map_points,
+    point_rng,
+    prepare_output,
+    validate_load,
+    validate_workers,
+)
+
+KIND = "am-capacity"
+MODELS = ("pl", "hebb", "pinv")
+MODEL_NAMES = {"pl": "pseudo-likelihood", "hebb": "Hebbian", "pinv": "pseudo-inverse"}
+
+
+@dataclass(frozen=True)
+class CapacityConfig:
+    n: int = 400
+    alphas: tuple[float, ...] = (0.05, 0.1, 0.12, 0.14, 0.2, 0.3, 0.5, 0.75, 1.0)
+    models: tuple[str, ...] = MODELS
+    seed: int = 0
+    n_seeds: int = 3
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+
+    def validate(self) -> None:
+        validate_load(self.n, self.alphas, self.n_seeds)
+        self.retrieval.validate()
+        require(len(self.models) >= 1, "give at least one model")
+        for model in self.models:
+            require(model in MODELS, f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+        self.training.build().check_params()
+
+
+def _build(model: str, training: TrainingConfig):
+    if model == "pl":
+        return training.build()
+    return HebbianMemory() if model == "hebb" else PseudoInverseMemory()
+
+
+def measure_point(config: CapacityConfig, alpha: float, seed: int) -> tuple[dict, dict]:
+    """One (alpha, seed): a row of scalars and the basin curves, keyed by model."""
+    rng = point_rng(seed, alpha)
+    patterns = random_states(round(alpha * config.n), config.n, rng)
+    row: dict = {"alpha": alpha, "seed": seed, "P": patterns.shape[0]}
+    row["kappa_gardner"] = gardner_kappa_max(alpha)
+    curves = {}
+    for model in config.models:
+        started = time.perf_counter()
+        couplings = _build(model, config.training).fit(patterns).couplings_
+        retrieval = config.retrieval
+        curve = basin_curve(
+            couplings,
+            patterns,
+            rng,
+            retrieval.n_trials,
+            retrieval.grid(),
+            retrieval.rule,
+            retrieval.max_steps,
+        )
+        kappa = margins(couplings, patterns)
+        stats = coupling_stats(couplings)
+        row |= {
+            f"{model}_radius": curve.radius,
+            f"{model}_stable": float(curve.success[0]),
+            f"{model}_kappa_min": float(kappa.min()),
+            f"{model}_kappa_mean": float(kappa.mean()),
+            f"{model}_norm": stats["norm"],
+            f"{model}_asymmetry": stats["asymmetry"],
+            f"{model}_cycles": curve.cycles,
+            f"{model}_unsettled": curve.unsettled,
+            f"{model}_seconds": time.perf_counter() - started,
+        }
+        curves[model] = curve
+    return row, curves
+
+
+def _mean_curves(config: CapacityConfig, points: list[tuple[float, dict]]) -> dict:
+    """Basin curves averaged over seeds: {model: {alpha: {fractions, success, mean_overlap}}}."""
+    out: dict = {}
+    for model in config.models:
+        per_alpha: dict = {}
+        for alpha in config.alphas:
+            curves = [c[model] for a, c in points if a == alpha]
+            per_alpha[str(alpha)] = {
+                "fractions": curves[0].fractions.tolist(),
+                "success": np.mean([c.success for c in curves], axis=0).tolist(),
+                "mean_overlap": np.mean([c.mean_overlap for c in curves], axis=0).tolist(),
+            }
+        out[model] = per_alpha
+    return out
+
+
+def run_capacity(
+    config: CapacityConfig, out: str | Path, overwrite: bool = False, workers: int = 1
+) -> Path:
+    """Run the sweep into ``out`` (over ``workers`` processes) and render its report.
+
+    Returns the path of results.json. The numbers do not depend on ``workers``.
+    """
+    config.validate()
+    validate_workers(workers)
+    out = prepare_output(out, overwrite)
+    write_json(out / "config.json", asdict(config))
+    started = time.perf_counter()
+    grid = [
+        (alpha, seed)
+        for seed in range(config.seed, config.seed + config.n_seeds)
+        for alpha in config.alphas
+    ]
+    measured = map_points(partial(measure_point, config), grid, workers, "am capacity")
+    rows = [row for row, _ in measured]
+    points = [(row["alpha"], curves) for row, curves in measured]
+    summary = aggregate(rows)
+    write_csv(out / "rows.csv", rows)
+    write_csv(out / "summary.csv", summary)
+    write_json(out / "curves.json", _mean_curves(config, points))
+    from attractor.memories.binary.figures import capacity_figures
+
+    figures = capacity_figures(summary, config.models, out)
+    results = {
+        "kind": KIND,
+        "config": asdict(config),
+        "summary": summary,
+        "figures": figures,
+        "seconds": time.perf_counter() - started,
+        "workers": workers,
+        "git": git_revision(),
+    }
+    path = write_json(out / "results.json", results)
+    from attractor.memories.binary.report import render_capacity_report
+
+    render_capacity_report(out)
+    return path

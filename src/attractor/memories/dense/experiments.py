@@ -1,0 +1,181 @@
+"""The two dense experiments, ``circle`` and ``digits``: run the sweeps, write OUT, render.
+
+Each writes into its output directory ``results.json`` (kind ``dense-circle`` or
+``dense-digits``, the config, every summary row, the thresholds in absolute and relative form and
+the wall time), CSV tables, the PNG figures and ``report.html``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from attractor.errors import require
+from attractor.io import write_csv, write_json
+from attractor.memories.dense import data, figures, sweeps
+from attractor.memories.dense.score_model import ScoreModelConfig
+
+
+@dataclass(frozen=True)
+class CircleConfig:
+    """Exact energy on the unit circle at ``sigma``; learned scores for ``learned_ks``."""
+
+    exact_ks: tuple[int, ...] = (2, 4, 8, 16, 32, 64, 128, 512)
+    sigma: float = 0.15
+    seeds: int = 10
+    starts: int = 3000
+    learned_ks: tuple[int, ...] = (2, 4, 8, 16, 32, 64, 256, 1024)
+    generation: sweeps.GenerationConfig = field(default_factory=lambda: sweeps.GenerationConfig(
+        model=ScoreModelConfig(iterations=5000)))
+    entropy_ks: tuple[int, ...] = (8, 64, 512)
+    entropy_width: float = 0.02
+    entropy_sigmas: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
+    entropy_points: int = 40
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DigitsConfig:
+    """The same three measurements on 8x8 digits (64-d, pixels in [-1, 1])."""
+
+    exact_ks: tuple[int, ...] = (10, 30, 100, 300, 1000, 1497)
+    sigma: float = 1.5
+    starts: int = 400
+    learned_ks: tuple[int, ...] = (10, 30, 100, 300, 1000, 1497)
+    generation: sweeps.GenerationConfig = field(default_factory=lambda: sweeps.GenerationConfig(
+        model=ScoreModelConfig(hidden=256, iterations=5000, sigma_min=0.02, sigma_max=10.0),
+        samples=500, basin_points=12, basin_trials=8,
+        basin_levels=(0.05, 0.1, 0.2, 0.4, 0.7, 1.0, 1.5, 2.0, 3.0, 4.0)))
+    entropy_ks: tuple[int, ...] = (100, 1000)
+    entropy_width: float = 0.1
+    entropy_sigmas: tuple[float, ...] = (0.1, 0.5, 1.5, 4.0)
+    entropy_points: int = 20
+    seed: int = 0
+
+
+def quick(cfg: CircleConfig | DigitsConfig) -> CircleConfig | DigitsConfig:
+    """A seconds-long version for smoke tests: few K, a short training, few samples."""
+    gen = replace(cfg.generation, model=replace(cfg.generation.model, iterations=300),
+                  samples=200, steps=40, basin_points=4, basin_trials=4)
+    ks = cfg.learned_ks[:1] + cfg.learned_ks[-1:]
+    common = {"exact_ks": cfg.exact_ks[:2] + cfg.exact_ks[-1:], "starts": 200,
+              "learned_ks": ks, "generation": gen, "entropy_ks": cfg.entropy_ks[:1],
+              "entropy_points": 4}
+    if isinstance(cfg, CircleConfig):
+        common["seeds"] = 2
+    return replace(cfg, **common)
+
+
+def _exact_rows(patterns_for, ks, sigma, starts_for, thresholds, seeds) -> tuple[list, list]:
+    summary, minima = [], []
+    for seed in range(seeds):
+        for k in _progress(ks, f"exact minima, seed {seed}"):
+            row, per = sweeps.exact_minima(patterns_for(k, seed), sigma, starts_for(k, seed),
+                                           thresholds)
+            summary.append({"seed": seed, **row})
+            minima.extend({"seed": seed, "K": k, **m} for m in per if seed == 0)
+    return summary, minima
+
+
+def _learned_rows(patterns_for, ks, gen, chance, generator) -> tuple[list, dict]:
+    rows, arrays = [], {}
+    for k in _progress(ks, "learned scores"):
+        row, arr = sweeps.learned_generation(patterns_for(k), gen, chance, generator)
+        rows.append(row)
+        arrays[k] = arr
+    return rows, arrays
+
+
+def _entropy(patterns_for, cfg, generator) -> tuple[list, list]:
+    summaries, rows = [], []
+    for k in cfg.entropy_ks:
+        s, r = sweeps.entropy_check(patterns_for(k), cfg.entropy_width,
+                                    list(cfg.entropy_sigmas), cfg.entropy_points, generator)
+        summaries.append(s)
+        rows.extend(r)
+    return summaries, rows
+
+
+def run_circle(cfg: CircleConfig, out: str | Path, force: bool = False) -> Path:
+    """The circle experiment; returns the path of ``report.html``."""
+    out, t0 = _prepare(out, force), time.time()
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    def points(k: int, seed: int = cfg.seed) -> torch.Tensor:
+        # Same seed for every K: the first K angles are shared, so training sets are nested.
+        return data.circle_points(k, torch.Generator().manual_seed(seed))
+
+    def starts(k: int, seed: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(10_000 + seed)
+        return 1.5 * torch.randn(cfg.starts, 2, generator=g, dtype=torch.float64)
+
+    th = cfg.generation.thresholds
+    exact, minima = _exact_rows(points, cfg.exact_ks, cfg.sigma, starts, th, cfg.seeds)
+    chance = data.circle_points(cfg.generation.samples, torch.Generator().manual_seed(99_999))
+    learned, arrays = _learned_rows(points, cfg.learned_ks, cfg.generation, chance, gen)
+    entropy, entropy_rows = _entropy(points, cfg, gen)
+    figures.circle_figures(out, points, cfg, minima, arrays)
+    figures.common_figures(out, exact, minima, learned, entropy_rows)
+    return _finish(out, "dense-circle", cfg, exact, minima, learned, entropy, entropy_rows, t0)
+
+
+def run_digits(cfg: DigitsConfig, out: str | Path, force: bool = False) -> Path:
+    """The 8x8 digits experiment; returns the path of ``report.html``."""
+    out, t0 = _prepare(out, force), time.time()
+    gen = torch.Generator().manual_seed(cfg.seed)
+    largest = max(cfg.exact_ks + cfg.learned_ks + cfg.entropy_ks)
+    train, held_out = data.split_digits(largest, torch.Generator().manual_seed(cfg.seed))
+
+    def points(k: int, seed: int = 0) -> torch.Tensor:
+        return train[:k]
+
+    def starts(k: int, seed: int) -> torch.Tensor:
+        # Half noisy training images, half noisy held-out images: both kinds of query.
+        g = torch.Generator().manual_seed(10_000 + seed)
+        n = cfg.starts // 2
+        base = torch.cat([train[:k][torch.randint(k, (n,), generator=g)], held_out[:n]])
+        return base + cfg.sigma * torch.randn(base.shape, generator=g, dtype=torch.float64)
+
+    th = cfg.generation.thresholds
+    exact, minima = _exact_rows(points, cfg.exact_ks, cfg.sigma, starts, th, 1)
+    learned, arrays = _learned_rows(points, cfg.learned_ks, cfg.generation, held_out, gen)
+    entropy, entropy_rows = _entropy(points, cfg, gen)
+    figures.digits_figures(out, arrays)
+    figures.common_figures(out, exact, minima, learned, entropy_rows)
+    return _finish(out, "dense-digits", cfg, exact, minima, learned, entropy, entropy_rows, t0)
+
+
+def _prepare(out: str | Path, force: bool) -> Path:
+    out = Path(out)
+    require(force or not (out / "results.json").exists(),
+            f"{out} already holds results; choose another --out or pass --force")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _finish(out, kind, cfg, exact, minima, learned, entropy, entropy_rows, t0) -> Path:
+    from attractor.memories.dense.report import render_report
+
+    write_csv(out / "exact.csv", exact)
+    write_csv(out / "learned.csv", learned)
+    write_csv(out / "entropy.csv", entropy_rows)
+    write_json(out / "minima.json", minima)
+    write_json(out / "results.json", {
+        "kind": kind, "config": asdict(cfg), "thresholds": cfg.generation.thresholds.to_dict(),
+        "exact": exact, "learned": learned, "entropy": entropy,
+        "wall_seconds": time.time() - t0, "threads": torch.get_num_threads(),
+    })
+    return render_report(out)
+
+
+def _progress(items, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(list(items), desc=desc, leave=False, file=sys.stderr, mininterval=1.0)
+
+
+__all__ = ["CircleConfig", "DigitsConfig", "quick", "run_circle", "run_digits"]

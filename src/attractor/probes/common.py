@@ -1,0 +1,132 @@
+"""Plumbing shared by the probes: choosing sequences, batching, timing, generators, histograms.
+
+Probes batch over sequences AND noise levels: a (N * levels, L) batch is cut into chunks of at
+most ``max_batch`` rows (fewer when the float64 posterior of a chunk would exceed a memory
+budget) and each chunk is one reverse process. :class:`TimedDenoiser` measures the share of wall
+time spent in the denoiser's forward passes, which every probe reports.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from attractor.errors import require
+
+# Bytes the float64 (rows, L, K) tensors of one reverse step may take, about 6 live copies.
+POSTERIOR_BUDGET_BYTES = 2 * 1024**3
+
+
+def check_times(times: Iterable[float], flag: str) -> None:
+    """Every noise level must lie in (0, 1]; a one-line error otherwise."""
+    times = tuple(times)
+    require(len(times) > 0, f"{flag} needs at least one value")
+    bad = [t for t in times if not (0.0 < t <= 1.0)]
+    require(not bad, f"{flag} {', '.join(map(str, bad))} outside (0, 1]: noise levels are "
+                     f"diffusion times t in (0, 1]")
+
+
+def chunk_rows(max_batch: int, length: int, vocab_size: int,
+               budget: int = POSTERIOR_BUDGET_BYTES) -> int:
+    """Rows per chunk: ``max_batch``, or fewer so that 6 float64 (rows, L, K) tensors fit."""
+    return max(1, min(max_batch, budget // (6 * 8 * length * vocab_size)))
+
+
+def chunks(n: int, size: int) -> Iterator[slice]:
+    """Consecutive slices of at most ``size`` covering range(n)."""
+    for lo in range(0, n, size):
+        yield slice(lo, min(lo + size, n))
+
+
+@dataclass(frozen=True)
+class Timing:
+    wall_s: float
+    forward_s: float
+    forward_calls: int
+    sequences: int                      # reverse processes (or entropy evaluations) run
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["forward_fraction"] = self.forward_s / self.wall_s if self.wall_s > 0 else None
+        d["sequences_per_s"] = self.sequences / self.wall_s if self.wall_s > 0 else None
+        return d
+
+
+class TimedDenoiser:
+    """Wraps ``denoiser(zt, sigma) -> logits`` and accumulates the time spent inside it."""
+
+    def __init__(self, denoiser, device: torch.device | str = "cpu"):
+        self.denoiser = denoiser
+        self.device = torch.device(device)
+        self.seconds = 0.0
+        self.calls = 0
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def __call__(self, zt: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        self._sync()
+        start = time.perf_counter()
+        out = self.denoiser(zt, sigma)
+        self._sync()
+        self.seconds += time.perf_counter() - start
+        self.calls += 1
+        return out
+
+    def timing(self, wall_s: float, sequences: int) -> Timing:
+        return Timing(wall_s=wall_s, forward_s=self.seconds, forward_calls=self.calls,
+                      sequences=sequences)
+
+
+def numpy_generator(generator: torch.Generator) -> np.random.Generator:
+    """A numpy generator seeded by one draw from ``generator`` (for bootstrap resampling)."""
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
+    return np.random.default_rng(seed)
+
+
+def device_generator(generator: torch.Generator, device: torch.device | str) -> torch.Generator:
+    """``generator`` itself when it lives on ``device``, else a new one there seeded from it."""
+    device = torch.device(device)
+    if generator.device.type == device.type:
+        return generator
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def pick_sequences(run, num: int, generator: torch.Generator) -> dict:
+    """Random training and test sequences of ``run``, without replacement.
+
+    Returns {"train": (ids, sequences, mask), "test": (...)} with ids (n,) int64 pool ids,
+    sequences (n, L) int64 and mask (n, L) bool (False on pads); n = min(num, split size).
+    """
+    out = {}
+    for name, ids in (("train", run.train_ids), ("test", run.test_ids)):
+        order = torch.randperm(len(ids), generator=generator)[:num]
+        chosen = ids[order]
+        out[name] = (chosen, run.dataset.sequences[chosen], run.dataset.loss_mask[chosen])
+    return out
+
+
+def progress_items(items: dict, enabled: bool, desc: str):
+    """``items.items()`` with a progress bar on stderr."""
+    return tqdm(list(items.items()), desc=desc, disable=not enabled, unit="split",
+                dynamic_ncols=True)
+
+
+def histograms(groups: dict, bins: int = 40, lo: float | None = None,
+               hi: float | None = None) -> dict:
+    """Counts of each group's values over shared bin edges (for re-rendering figures)."""
+    arrays = {k: np.asarray(v, dtype=np.float64) for k, v in groups.items()}
+    finite = [a[np.isfinite(a)] for a in arrays.values() if len(a)]
+    allv = np.concatenate(finite) if finite else np.zeros(1)
+    lo = float(allv.min()) if lo is None else lo
+    hi = float(allv.max()) if hi is None else hi
+    edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
+    return {"edges": edges.tolist(),
+            **{k: np.histogram(a[np.isfinite(a)], edges)[0].tolist() for k, a in arrays.items()}}

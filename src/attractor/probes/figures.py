@@ -1,0 +1,110 @@
+"""Figures of the probes, drawn from their saved JSON alone (so reports can be re-rendered).
+
+recovery_curves       Figs. 1-2: recovery of train vs test against the corruption level
+entropy_by_recovery   Fig. 3B: entropy of recovered vs unrecovered tokens
+entropy_histograms    train vs test sequence conditional entropy (entropy probe)
+generate_figures      Fig. 4: train vs generated sequence entropy; nearest-training distances
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from attractor.report.plotting import (
+    CONTROL_COLOR,
+    GENERATED_COLOR,
+    TEST_COLOR,
+    TRAIN_COLOR,
+    pyplot,
+    save,
+)
+
+COLORS = {"train": TRAIN_COLOR, "test": TEST_COLOR, "generated": GENERATED_COLOR,
+          "recovered": TRAIN_COLOR, "unrecovered": TEST_COLOR}
+
+
+def _stairs(ax, hist: dict, keys, density: bool = True) -> None:
+    edges = np.asarray(hist["edges"])
+    for key in keys:
+        counts = np.asarray(hist.get(key, []), dtype=float)
+        if counts.sum() == 0:
+            continue
+        if density:
+            counts = counts / (counts.sum() * np.diff(edges))
+        ax.stairs(counts, edges, label=f"{key} (n={int(np.sum(hist[key]))})",
+                  color=COLORS.get(key, CONTROL_COLOR), linewidth=1.5)
+
+
+def recovery_curves(result: dict, path: str | Path) -> Path:
+    """Mean per-sequence recovery (eq. 12) with 95% bootstrap bands, train solid, test dashed."""
+    plt = pyplot()
+    name = result["level_name"]
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    levels = [e[name] for e in result["summary"]]
+    for split, style in (("train", "-"), ("test", "--")):
+        stats = [e[split]["recovery"] for e in result["summary"]]
+        mean = np.array([np.nan if s["mean"] is None else s["mean"] for s in stats], dtype=float)
+        lo = np.array([np.nan if s["lo"] is None else s["lo"] for s in stats], dtype=float)
+        hi = np.array([np.nan if s["hi"] is None else s["hi"] for s in stats], dtype=float)
+        ax.plot(levels, mean, style, marker="o", color=COLORS[split], label=split)
+        ax.fill_between(levels, lo, hi, color=COLORS[split], alpha=0.2, linewidth=0)
+    if result["experiment"] == "deterministic":
+        ax.set_xlabel("fraction of corrupted tokens")
+        ax.set_title(f"Deterministic retrieval (greedy, t = {result['config']['t']})")
+    else:
+        ax.set_xlabel("diffusion time t of the corruption and of the start")
+        ax.set_title("Stochastic retrieval")
+    ax.set_ylabel("token recovery rate")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend()
+    return save(fig, path)
+
+
+def entropy_by_recovery(result: dict, path: str | Path, level: float | None = None) -> Path:
+    """Normalised token entropy of recovered vs unrecovered tokens at one t (default nearest 0.25)."""
+    plt = pyplot()
+    hists = result["histograms"]
+    keys = list(hists)
+    target = 0.25 if level is None else level
+    key = min(keys, key=lambda k: abs(float(k) - target))
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.2), sharey=True)
+    for ax, split in zip(axes, ("train", "test")):
+        _stairs(ax, hists[key][split], ("recovered", "unrecovered"))
+        ax.set_title(f"{split} sequences, t = {float(key):g}")
+        ax.set_xlabel("H(x0 | z_t) / log K")
+        ax.legend()
+    axes[0].set_ylabel("density")
+    return save(fig, path)
+
+
+def entropy_histograms(result: dict, path: str | Path) -> Path:
+    """Sequence conditional entropy of train vs test, one panel per t."""
+    plt = pyplot()
+    hists = result["histograms"]
+    fig, axes = plt.subplots(1, len(hists), figsize=(4.6 * len(hists), 3.2), squeeze=False)
+    for ax, (t, hist) in zip(axes[0], hists.items()):
+        _stairs(ax, hist, ("train", "test"))
+        ax.set_title(f"t = {float(t):g}")
+        ax.set_xlabel("sequence conditional entropy (nats)")
+        ax.legend()
+    axes[0][0].set_ylabel("density")
+    return save(fig, path)
+
+
+def generate_figures(result: dict, path: str | Path) -> Path:
+    """Left: sequence entropy of train vs generated (Fig. 4). Right: nearest-train distances."""
+    plt = pyplot()
+    hists = result["histograms"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.3))
+    _stairs(left, hists["sequence_entropy"], ("train", "generated"))
+    left.set_xlabel(f"sequence conditional entropy at t = {result['config']['t']:g} (nats)")
+    left.set_ylabel("density")
+    left.legend()
+    _stairs(right, hists["nearest_train_distance"], ("generated", "test"))
+    right.axvline(result["config"]["near_copy"], color=CONTROL_COLOR, linestyle=":",
+                  label="near-copy threshold")
+    right.set_xlabel("Hamming distance to nearest training sequence / length")
+    right.legend()
+    return save(fig, path)

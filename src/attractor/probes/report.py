@@ -1,0 +1,54 @@
+"""``RUN_DIR/probes/report.html``: every probe present in the directory, from its files alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from attractor.io import read_json
+from attractor.probes.examples import example_blocks
+from attractor.probes.output import PROBE_NAMES, summary_rows
+from attractor.report.html import figure, heading, paragraph, preformatted, table, write_page
+
+TITLES = {
+    "recovery_deterministic": "Experiment 1: deterministic retrieval (Fig. 1)",
+    "recovery_stochastic": "Experiment 2: stochastic retrieval (Figs. 2-3)",
+    "entropy": "Conditional entropy of training vs held-out sequences (eq. 13)",
+    "generate": "Experiment 3: generation, conditional entropy and copies (Figs. 4-5)",
+}
+
+
+def _timing_line(data: dict) -> str:
+    t = data.get("timing", {})
+    frac = t.get("forward_fraction")
+    return (f"{t.get('sequences')} sequences in {t.get('wall_s', 0):.1f} s "
+            f"({t.get('sequences_per_s') or 0:.1f} per second) on {data.get('device')}; "
+            f"{100 * frac if frac is not None else float('nan'):.0f}% of the wall time in "
+            f"{t.get('forward_calls')} denoiser forward passes.")
+
+
+def _probe_blocks(directory: Path, name: str) -> list[str]:
+    data = read_json(directory / f"{name}.json")
+    blocks = [heading(TITLES[name]), table(summary_rows(name, data)),
+              paragraph(_timing_line(data), "note")]
+    for png in sorted(directory.glob(f"{name}*.png")):
+        blocks.append(figure(png, png.stem.replace("_", " ")))
+    examples = directory / f"{name}_examples.json"
+    if examples.is_file():
+        records = read_json(examples)
+        first = sorted({r["level"] for r in records})
+        keep = [r for r in records if r["level"] == first[len(first) // 2]] if first else []
+        blocks += example_blocks(keep, data["level_name"])
+    blocks.append(preformatted(f"settings: {data['config']}"))
+    return blocks
+
+
+def render_report(out_dir: str | Path) -> Path:
+    """Build ``out_dir/report.html`` from the probe files in ``out_dir``."""
+    directory = Path(out_dir)
+    meta = read_json(directory / "results.json")
+    blocks = [paragraph(f"Run: {meta.get('run')}")]
+    for name in PROBE_NAMES:
+        if (directory / f"{name}.json").is_file():
+            blocks += _probe_blocks(directory, name)
+    return write_page(directory / "report.html", "Basins of attraction and conditional entropy",
+                      blocks)

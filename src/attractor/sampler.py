@@ -1,0 +1,153 @@
+"""The reverse process of uniform-state diffusion, eq. (2): ancestral and greedy samplers.
+
+Notation (paper §2 and Appendix A; duo.md §6):
+    denoiser  callable (zt (B, L) int64, sigma (B,) float32) -> logits (B, L, K); softmax = x_theta
+    zt        (B, L) int64 current ids at time t
+    t0        (B,) float64 start time of each row (rows may start at different times)
+    t_min     last time of the grid (Duo: 1e-5), followed by the optional final step
+    alpha_t   schedule.alpha(t), the signal level; sigma_t = -log alpha_t conditions the denoiser
+
+Each row runs on its own grid ``linspace(t0[b], t_min, steps + 1)``, so a whole grid of noise
+levels is ONE batched reverse process. A step t -> s draws z_s from the model posterior
+p_theta(z_s | z_t) of eq. (2) (float64, :func:`attractor.posterior.posterior`):
+
+    ancestral dynamics   z_s ~ Cat(p_theta(z_s | z_t))                (the generative process)
+    greedy dynamics      z_s = argmax p_theta(z_s | z_t)              (paper Appendix A, Exp. 1)
+
+then, from t_min, the final step (Duo's ``noise_removal``):
+
+    ancestral   one more posterior step to alpha_s = 1 (argmax of it under greedy dynamics)
+    greedy      argmax x_theta(z_{t_min})
+    none        stop at t_min
+
+Greedy dynamics are "sticky": the z_t entry of the posterior numerator is at least
+a_{t|s} - a_t while any other entry k gets (a_s - a_t) x_theta[k] + (1 - a_{t|s})(1 - a_s)/K, so a
+token can only change at a step with a_s^2 > a_t, i.e. roughly t > 2 s. On a linear grid that is
+only the last grid step (Delta -> t_min) and the final step to alpha_s = 1, where the posterior is
+x_theta ⊙ (K a_t z_t + (1 - a_t) 1): greedy retrieval is decided at the end of the grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+
+from attractor.errors import require
+from attractor.forward import prior_sample
+from attractor.posterior import posterior
+from attractor.schedule import sigma_from_alpha
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+DYNAMICS = ("ancestral", "greedy")
+FINAL_STEPS = ("ancestral", "greedy", "none")
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """How to run the reverse process: grid size, last time, dynamics and final step."""
+
+    steps: int = 100
+    t_min: float = 1e-5
+    dynamics: str = "ancestral"
+    final: str = "ancestral"
+
+    def validate(self) -> None:
+        require(self.steps >= 1, f"sampling steps must be at least 1, got {self.steps}")
+        require(0.0 < self.t_min < 1.0, f"t_min must lie in (0, 1), got {self.t_min}")
+        require(self.dynamics in DYNAMICS,
+                f"unknown dynamics {self.dynamics!r}; choose from {', '.join(DYNAMICS)}")
+        require(self.final in FINAL_STEPS,
+                f"unknown final step {self.final!r}; choose from {', '.join(FINAL_STEPS)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def time_grid(t0: torch.Tensor, steps: int, t_min: float) -> torch.Tensor:
+    """Per-row grids: (B,) start times -> (B, steps + 1) float64, row b = linspace(t0[b], t_min)."""
+    t0 = torch.as_tensor(t0, dtype=torch.float64)
+    frac = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64, device=t0.device)
+    return t0[:, None] + (t_min - t0[:, None]) * frac[None, :]             # (B, steps + 1)
+
+
+def sample_categorical(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One draw per row of (..., K) probabilities: argmax p / E with E ~ Exp(1) (Gumbel-max).
+
+    Returns (...) int64. ``generator`` must live on ``probs.device``.
+    """
+    noise = torch.empty_like(probs).exponential_(generator=generator)
+    noise.clamp_min_(torch.finfo(noise.dtype).tiny)     # an exact 0 would give 0/0 at p = 0
+    return (probs / noise).argmax(dim=-1)
+
+
+def predict_x0(denoiser: Denoiser, zt: torch.Tensor, t: torch.Tensor, schedule) -> torch.Tensor:
+    """x_theta(z_t, sigma_t): (B, L) ids and (B,) times -> (B, L, K) float64 probabilities."""
+    sigma = sigma_from_alpha(schedule.alpha(t.to(torch.float64))).to(torch.float32)
+    return denoiser(zt, sigma).to(torch.float64).softmax(dim=-1)
+
+
+def _choose(probs: torch.Tensor, greedy: bool, generator: torch.Generator) -> torch.Tensor:
+    return probs.argmax(dim=-1) if greedy else sample_categorical(probs, generator)
+
+
+def reverse_step(denoiser: Denoiser, zt: torch.Tensor, t: torch.Tensor, s: torch.Tensor,
+                 schedule, generator: torch.Generator, greedy: bool = False) -> torch.Tensor:
+    """One step t -> s < t of eq. (2). zt (B, L) int64, t and s (B,) -> z_s (B, L) int64."""
+    x = predict_x0(denoiser, zt, t, schedule)                              # (B, L, K)
+    probs = posterior(x, zt, schedule.alpha(t.to(torch.float64)),
+                      schedule.alpha(s.to(torch.float64)))
+    return _choose(probs, greedy, generator)
+
+
+def final_step(denoiser: Denoiser, zt: torch.Tensor, t: torch.Tensor, schedule,
+               generator: torch.Generator, final: str = "ancestral",
+               greedy: bool = False) -> torch.Tensor:
+    """Duo's noise removal from t = t_min: ``ancestral`` (to alpha_s = 1), ``greedy``, ``none``."""
+    if final == "none":
+        return zt
+    x = predict_x0(denoiser, zt, t, schedule)
+    if final == "greedy":
+        return x.argmax(dim=-1)
+    probs = posterior(x, zt, schedule.alpha(t.to(torch.float64)), 1.0)   # alpha_s = 1
+    return _choose(probs, greedy, generator)
+
+
+def reverse_process(denoiser: Denoiser, zt: torch.Tensor, t0: torch.Tensor | float, schedule,
+                    generator: torch.Generator, config: SamplerConfig = SamplerConfig()
+                    ) -> torch.Tensor:
+    """Run eq. (2) from per-row start times down to t_min, then the final step.
+
+    Args:
+        denoiser: (zt (B, L) int64, sigma (B,)) -> logits (B, L, K).
+        zt: (B, L) int64 start ids.
+        t0: (B,) or scalar start time(s), each in (t_min, 1].
+        schedule: has ``alpha(t)``.
+        generator: the source of randomness, on ``zt.device`` (unused by greedy dynamics).
+        config: steps, t_min, dynamics, final step.
+    Returns:
+        (B, L) int64 denoised ids.
+    """
+    config.validate()
+    t0 = torch.as_tensor(t0, dtype=torch.float64, device=zt.device).expand(zt.shape[0])
+    assert bool((t0 > config.t_min).all() and (t0 <= 1.0).all()), "start times in (t_min, 1]"
+    grid = time_grid(t0, config.steps, config.t_min)                       # (B, steps + 1)
+    greedy = config.dynamics == "greedy"
+    z = zt
+    for i in range(config.steps):
+        # 1. predict x_theta at t; 2. form p_theta(z_s | z_t) of eq. (2); 3. draw or take argmax
+        z = reverse_step(denoiser, z, grid[:, i], grid[:, i + 1], schedule, generator, greedy)
+    return final_step(denoiser, z, grid[:, -1], schedule, generator, config.final, greedy)
+
+
+def generate(denoiser: Denoiser, num_samples: int, length: int, vocab_size: int, schedule,
+             generator: torch.Generator, config: SamplerConfig = SamplerConfig(),
+             device: torch.device | str = "cpu") -> torch.Tensor:
+    """Samples from the uniform prior pushed through the reverse process from t0 = 1.
+
+    Returns (num_samples, length) int64.
+    """
+    z1 = prior_sample((num_samples, length), vocab_size, generator, device=device)
+    return reverse_process(denoiser, z1, 1.0, schedule, generator, config)

@@ -1,0 +1,33 @@
+"""The README's main job: a CPU-sized sweep on the synthetic corpus, and its report."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from attractor.data import DataConfig
+from attractor.sweep.config import ProbeSettings, SweepConfig
+
+# Training sizes from tens to tens of thousands of sequences: log-spaced through memorisation,
+# then up to (almost) the whole 60k-sentence pool.
+DEMO = SweepConfig(
+    data=DataConfig(corpus="synthetic", block_length=32, corpus_size=60000, test_size=1000),
+    models=("nano",),
+    sizes=(32, 100, 316, 1000, 3162, 10000, 30000, 59000),
+    steps=1500, batch_size=32, lr=3e-3, warmup=100, ema=0.99, loss_on_padding=True,
+    probes=ProbeSettings(num_sequences=64, reverse_steps=25, num_samples=64, generate_steps=50,
+                         entropy_sequences=128, bootstrap=500),
+)
+
+# Two minutes: two sizes, short training, few probe sequences (used by a smoke test).
+QUICK = replace(
+    DEMO,
+    data=replace(DEMO.data, corpus_size=4000, test_size=200),
+    sizes=(32, 3000), steps=300,
+    probes=ProbeSettings(num_sequences=24, times=(0.1, 0.25, 0.5), fractions=(0.1, 0.3, 0.5),
+                         reverse_steps=10, num_samples=24, generate_steps=20,
+                         entropy_sequences=48, bootstrap=200),
+)
+
+
+def demo_config(quick: bool = False) -> SweepConfig:
+    return QUICK if quick else DEMO

@@ -1,0 +1,125 @@
+"""``attractor am``: tiny end-to-end sweeps, their reports, and one-line errors."""
+
+import csv
+
+import pytest
+
+from attractor.cli import main
+from attractor.io import read_json
+from attractor.report.registry import render_directory
+
+FAST = ["--trials", "20", "--epochs", "60", "--flip-step", "0.1", "--seeds", "2"]
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_capacity_sweep_writes_results_figures_and_a_report(tmp_path, capsys):
+    out = tmp_path / "cap"
+    assert (
+        main(["am", "capacity", "--n", "60", "--alphas", "0.05,0.6", "--out", str(out), *FAST]) == 0
+    )
+    results = read_json(out / "results.json")
+    assert results["kind"] == "am-capacity"
+    summary = {row["alpha"]: row for row in results["summary"]}
+    assert set(summary) == {0.05, 0.6} and summary[0.05]["n_seeds"] == 2
+    # 3 patterns in 60 neurons are stored by every rule; at alpha = 0.6 Hebb has lost them.
+    assert summary[0.05]["pl_radius"] > 0 and summary[0.05]["hebb_radius"] > 0
+    assert summary[0.6]["hebb_stable"] < 0.5 and summary[0.6]["pl_stable"] > 0.9
+    assert len(_rows(out / "rows.csv")) == 4
+    for name in ("basin_radius.png", "margins.png", "report.html", "curves.json"):
+        assert (out / name).stat().st_size > 0
+    (out / "report.html").unlink()
+    assert render_directory(out) == out / "report.html"
+    assert "data:image/png;base64" in (out / "report.html").read_text()
+
+
+def test_generalization_sweep_on_sparse_mixtures(tmp_path):
+    out = tmp_path / "gen"
+    args = [
+        "am",
+        "generalization",
+        "--n",
+        "80",
+        "--alphas",
+        "0.1,2",
+        "--feature-ratio",
+        "0.1",
+        "--n-test",
+        "40",
+        "--hebb",
+        "--out",
+        str(out),
+        *FAST,
+    ]
+    assert main(args) == 0
+    results = read_json(out / "results.json")
+    assert results["kind"] == "am-generalization" and results["n_features"] == 8
+    low, high = results["summary"]
+    assert low["pl_train_m1"] > 0.95 and low["pl_test_m1"] < 0.9  # memorisation at small alpha
+    assert high["pl_test_m1"] > low["pl_test_m1"]  # unseen mixtures pulled in at large alpha
+    assert high["pl_control_m1"] < 0.5  # a random state is never an attractor
+    assert low["pl_train_entropy"] < low["pl_test_entropy"]
+    assert "hebb_test_m1" in low
+    assert (out / "final_overlap.png").is_file() and (out / "report.html").is_file()
+    # Finished results are never replaced silently.
+    assert main(args) == 2
+
+
+def test_generalization_on_digits_runs(tmp_path):
+    out = tmp_path / "digits"
+    assert (
+        main(
+            [
+                "am",
+                "generalization",
+                "--data",
+                "digits",
+                "--alphas",
+                "0.5",
+                "--n-test",
+                "30",
+                "--out",
+                str(out),
+                *FAST,
+            ]
+        )
+        == 0
+    )
+    row = read_json(out / "results.json")["summary"][0]
+    assert row["P"] == 32 and "pl_features_m1" not in row
+
+
+def test_worker_processes_give_the_same_numbers(tmp_path):
+    args = ["am", "capacity", "--n", "40", "--alphas", "0.1,0.3", "--models", "pl,hebb", *FAST]
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    assert main([*args, "--out", str(tmp_path / "two"), "--workers", "2"]) == 0
+    drop = ("pl_seconds", "hebb_seconds")
+    one, two = _rows(tmp_path / "one" / "rows.csv"), _rows(tmp_path / "two" / "rows.csv")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in one] == [
+        {k: v for k, v in r.items() if k not in drop} for r in two
+    ]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["am", "capacity", "--alphas", "0.1,0"], "alpha = P/N must be > 0"),
+        (["am", "capacity", "--alphas", "-0.5"], "alpha = P/N must be > 0"),
+        (["am", "capacity", "--n", "1"], "N must be >= 2"),
+        (["am", "capacity", "--models", "pl,storkey"], "unknown model"),
+        (["am", "capacity", "--dynamics", "glauber"], "dynamics must be one of"),
+        (["am", "generalization", "--alphas", "20"], "distinct mixtures"),
+        (["am", "generalization", "--data", "digits", "--n", "100"], "N = 64"),
+        (["am", "generalization", "--data", "mnist"], "unknown data"),
+        (["am", "generalization", "--data", "digits", "--alphas", "30"], "distinct images"),
+        (["am", "capacity", "--workers", "0"], "--workers must be >= 1"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path, capsys, argv, message):
+    assert main([*argv, "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "x" / "results.json").exists()

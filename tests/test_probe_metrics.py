@@ -1,0 +1,112 @@
+"""Probe metrics against closed forms and brute force: entropy (eq. 13), recovery (eq. 12),
+bootstrap intervals and AUROC."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from attractor.errors import UserError
+from attractor.probes.common import check_times, chunk_rows, histograms
+from attractor.probes.entropy import sequence_entropy, token_entropy
+from attractor.probes.recovery import changed_positions, token_recovery
+from attractor.probes.stats import auroc, average_ranks, bootstrap_ci, ratio, summarize
+
+
+def test_entropy_of_one_hot_is_zero_and_of_uniform_is_log_k():
+    K = 11
+    one_hot = 1e4 * torch.nn.functional.one_hot(torch.tensor([[3, 0]]), K).float()
+    torch.testing.assert_close(token_entropy(one_hot), torch.zeros(1, 2, dtype=torch.float64))
+    h = token_entropy(torch.zeros(2, 3, K))
+    assert h.dtype == torch.float64
+    torch.testing.assert_close(h, torch.full((2, 3), math.log(K), dtype=torch.float64))
+
+
+def test_entropy_matches_the_definition(gen):
+    logits = torch.randn(4, 5, 7, generator=gen)
+    p = torch.softmax(logits.double(), -1)
+    brute = torch.tensor([[-sum(float(q) * math.log(float(q)) for q in p[b, l])
+                           for l in range(5)] for b in range(4)], dtype=torch.float64)
+    torch.testing.assert_close(token_entropy(logits), brute)
+
+
+def test_sequence_entropy_sums_real_positions_only():
+    h = torch.tensor([[1.0, 2.0, 4.0], [0.5, 0.5, 8.0]], dtype=torch.float64)
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    torch.testing.assert_close(sequence_entropy(h, mask),
+                               torch.tensor([3.0, 0.5], dtype=torch.float64))
+
+
+def test_token_recovery_counts_changed_real_positions():
+    x0 = torch.tensor([[1, 2, 3, 4, 0], [5, 5, 5, 5, 0]])
+    zt = torch.tensor([[9, 9, 3, 9, 7], [5, 5, 5, 5, 0]])
+    mask = torch.tensor([[True] * 4 + [False]] * 2)
+    x_hat = torch.tensor([[1, 8, 3, 4, 7], [5, 5, 5, 5, 0]])
+    changed = changed_positions(x0, zt, mask)
+    assert changed.tolist() == [[True, True, False, True, False], [False] * 5]  # pad excluded
+    rec = token_recovery(x0, x_hat, changed)
+    assert rec[0].item() == pytest.approx(2 / 3)
+    assert math.isnan(rec[1].item())                 # nothing changed: undefined, not 0 or 1
+
+
+def test_bootstrap_interval_against_the_exact_resampling_distribution():
+    # All 27 resamples of [0, 1, 10]: P(mean = 0) = P(mean = 10) = 1/27 > 2.5%, so the exact
+    # 95% percentile interval is [0, 10]; 20000 resamples land there with overwhelming odds.
+    values = np.array([0.0, 1.0, 10.0])
+    exact = sorted(np.mean(c) for c in itertools.product(values, repeat=3))
+    lo_exact, hi_exact = exact[0], exact[-1]
+    est, lo, hi = bootstrap_ci(values, n=20000, generator=np.random.default_rng(0))
+    assert est == pytest.approx(11 / 3)
+    assert (lo, hi) == (lo_exact, hi_exact) == (0.0, 10.0)
+
+
+def test_bootstrap_width_matches_the_normal_approximation():
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=400)
+    est, lo, hi = bootstrap_ci(values, n=4000, generator=np.random.default_rng(2))
+    expected = 2 * 1.96 * values.std(ddof=1) / math.sqrt(len(values))
+    assert lo < est < hi
+    assert (hi - lo) == pytest.approx(expected, rel=0.15)
+
+
+def test_bootstrap_ratio_and_summary_drop_nans():
+    v = np.array([[1.0, 2.0], [3.0, 4.0], [np.nan, 1.0]])
+    s = summarize(v, np.random.default_rng(0), n=100, stat=ratio)
+    assert s["n"] == 2 and s["mean"] == pytest.approx(4 / 6)
+    assert s["lo"] <= s["mean"] <= s["hi"]
+    assert math.isnan(summarize(np.array([]), np.random.default_rng(0))["mean"])
+
+
+def test_average_ranks_share_ties():
+    assert average_ranks(np.array([3.0, 1.0, 3.0, 2.0])).tolist() == [3.5, 1.0, 3.5, 2.0]
+
+
+def test_auroc_against_pairwise_brute_force():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        pos = rng.integers(0, 4, size=rng.integers(1, 7)).astype(float)
+        neg = rng.integers(0, 4, size=rng.integers(1, 7)).astype(float)
+        brute = np.mean([(p > n) + 0.5 * (p == n) for p in pos for n in neg])
+        assert auroc(pos, neg) == pytest.approx(brute)
+    assert auroc(np.array([2.0, 3.0]), np.array([0.0, 1.0])) == 1.0
+    assert math.isnan(auroc(np.array([]), np.array([1.0])))
+
+
+@pytest.mark.parametrize("bad", [(0.0,), (0.5, 1.5), (-0.1,), ()])
+def test_noise_grid_outside_unit_interval_is_a_user_error(bad):
+    with pytest.raises(UserError, match="--times"):
+        check_times(bad, "--times")
+
+
+def test_chunk_rows_respects_the_memory_budget():
+    assert chunk_rows(256, 128, 10, budget=10**12) == 256
+    assert chunk_rows(256, 128, 50257, budget=2 * 1024**3) == 6
+    assert chunk_rows(256, 128, 50257, budget=1) == 1
+
+
+def test_histograms_share_edges():
+    h = histograms({"a": [0.0, 0.5, 1.0], "b": [0.25]}, bins=4, lo=0.0, hi=1.0)
+    assert h["edges"] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert sum(h["a"]) == 3 and h["b"] == [0, 1, 0, 0]

@@ -1,0 +1,168 @@
+"""End to end on a trained run: a nano model that memorised 32 sequences, then the probes and
+the ``attractor probe`` command with its one-line errors.
+
+The model is trained once per test session (module-scoped fixture). The module runs on one torch
+thread: on a shared 2-core machine a single thread is several times faster for a model this small.
+"""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from attractor.cli import main
+from attractor.data import DataConfig
+from attractor.probes.entropy import EntropyConfig, run_entropy
+from attractor.probes.generate import GenerateConfig, nearest_neighbours, run_generate
+from attractor.probes.recovery import deterministic_config, run_recovery, stochastic_config
+from attractor.run import load_run
+from attractor.sampler import SamplerConfig
+
+TRAIN_STEPS = 2000
+pytestmark = pytest.mark.slow          # trains a model: about a minute on a busy 2-core machine
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread for this module, restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def memorised_run(tmp_path_factory):
+    from attractor.train.config import make_config
+    from attractor.train.trainer import train
+
+    run_dir = tmp_path_factory.mktemp("probe_run") / "nano32"
+    data = DataConfig(corpus="synthetic", corpus_size=2000, test_size=64, block_length=12)
+    cfg = make_config("nano", data=data, num_train=32, steps=TRAIN_STEPS, batch_size=32,
+                      eval_every=TRAIN_STEPS, checkpoint_every=TRAIN_STEPS, eval_sequences=32,
+                      optim_overrides={"lr": 3e-3, "warmup": 20, "ema": 0.99}, device="cpu",
+                      precision="fp32")
+    train(cfg, run_dir, progress=False)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def run(memorised_run):
+    return load_run(memorised_run, device="cpu")
+
+
+def test_memorised_training_sequences_are_recovered_and_test_ones_are_not(run):
+    # Experiment 2 at t = 0.25, averaged over 4 independent corruption draws (each of 32 train
+    # and 32 test sequences has only ~2.5 corrupted tokens, so one draw is noisy).
+    cfg = stochastic_config(times=(0.25,), steps=20, num_sequences=32, bootstrap=100)
+    train, test = [], []
+    for seed in range(4):
+        result = run_recovery(run, cfg, torch.Generator().manual_seed(seed), progress=False)
+        train.append(result.summary[0]["train"]["recovery"]["mean"])
+        test.append(result.summary[0]["test"]["recovery"]["mean"])
+    assert sum(train) / 4 >= 0.9, train
+    assert sum(train) / 4 - sum(test) / 4 >= 0.5, (train, test)
+    assert result.timing.forward_calls == cfg.sampler.steps + 2   # one chunk: steps, final, entropy
+    assert len(result.rows) == 2 * 32
+
+
+def test_greedy_retrieval_recovers_memorised_sequences(run):
+    cfg = deterministic_config(fractions=(0.25,), t=0.25, steps=20, num_sequences=32,
+                               bootstrap=100)
+    result = run_recovery(run, cfg, torch.Generator().manual_seed(0), progress=False)
+    train, test = result.summary[0]["train"]["recovery"], result.summary[0]["test"]["recovery"]
+    assert train["mean"] >= 0.9 and train["lo"] > test["hi"], (train, test)
+
+
+def test_training_sequences_have_near_zero_conditional_entropy(run):
+    result = run_entropy(run, EntropyConfig(num_sequences=32, bootstrap=200),
+                         torch.Generator().manual_seed(1), progress=False)
+    summary = result.summary[0]
+    assert summary["train_token_normalised"]["mean"] < 0.05, summary
+    assert summary["train"]["mean"] < summary["test"]["mean"]
+
+
+def test_generation_is_graded_against_the_training_set(run):
+    cfg = GenerateConfig(num_samples=16, sampler=SamplerConfig(steps=20), num_reference=32,
+                         bootstrap=100)
+    result = run_generate(run, cfg, torch.Generator().manual_seed(2), progress=False)
+    fractions = result.summary["categories"]
+    assert sum(fractions.values()) == pytest.approx(1.0)
+    exact = [r for r in result.rows if r["exact_copy"]]
+    train = {tuple(s.tolist()) for s in run.train_sequences}
+    for r in exact:                     # an exact copy really is a training sequence
+        assert tuple(run.dataset.sequences[r["nearest_train_id"]].tolist()) in train
+    assert result.summary["test_grammatical"] is not None
+
+
+def test_nearest_neighbours_against_brute_force(gen):
+    q = torch.randint(0, 3, (5, 6), generator=gen)
+    k = torch.randint(0, 3, (9, 6), generator=gen)
+    qm = torch.rand(5, 6, generator=gen) > 0.3
+    km = torch.rand(9, 6, generator=gen) > 0.3
+    idx, dist, n = nearest_neighbours(q, qm, k, km, max_elements=40)     # forces several chunks
+    for g in range(5):
+        d = [int((((q[g] != k[j]) & (qm[g] | km[j]))).sum()) for j in range(9)]
+        assert dist[g] == min(d) and idx[g] == d.index(min(d))
+        assert n[g] == int((qm[g] | km[idx[g]]).sum())
+
+
+def _copy(run_dir, tmp_path):
+    dst = tmp_path / "run"
+    shutil.copytree(run_dir, dst)
+    return dst
+
+
+def test_cli_writes_results_and_refuses_to_overwrite(memorised_run, tmp_path, capsys):
+    run_dir = _copy(memorised_run, tmp_path)
+    args = ["probe", "recovery", str(run_dir), "--experiment", "deterministic",
+            "--fractions", "0.2,0.6", "--num-sequences", "4", "--steps", "5", "--device", "cpu",
+            "--bootstrap", "50", "--quiet"]
+    assert main(args) == 0
+    out = run_dir / "probes"
+    for name in ("recovery_deterministic.json", "recovery_deterministic.jsonl",
+                 "recovery_deterministic.png", "recovery_deterministic_examples.html",
+                 "results.json", "report.html"):
+        assert (out / name).is_file(), name
+    data = json.loads((out / "recovery_deterministic.json").read_text())
+    assert [e["fraction"] for e in data["summary"]] == [0.2, 0.6]
+    assert 0 < data["timing"]["forward_fraction"] <= 1 and data["timing"]["sequences"] == 16
+    html = (out / "recovery_deterministic_examples.html").read_text()
+    assert "tok-ok" in html or "tok-bad" in html
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(args + ["--overwrite"]) == 0
+    assert main(["report", str(out)]) == 0
+
+
+def _error(args, capsys) -> str:
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("attractor: error:"), err
+    return err
+
+
+def test_one_line_errors(memorised_run, tmp_path, capsys):
+    assert "not a run directory" in _error(["probe", "entropy", str(tmp_path)], capsys)
+    err = _error(["probe", "recovery", str(memorised_run), "--times", "0,0.5"], capsys)
+    assert "outside (0, 1]" in err
+    err = _error(["probe", "recovery", str(memorised_run), "--experiment", "deterministic",
+                  "--fractions", "0.5,1.2"], capsys)
+    assert "outside (0, 1]" in err
+
+    missing = _copy(memorised_run, tmp_path / "a")
+    shutil.rmtree(missing / "checkpoint")
+    assert "no checkpoint" in _error(["probe", "entropy", str(missing)], capsys)
+
+    corrupt = _copy(memorised_run, tmp_path / "b")
+    (corrupt / "checkpoint" / "ema.safetensors").write_bytes(b"not a checkpoint")
+    assert "corrupt" in _error(["probe", "entropy", str(corrupt)], capsys)
+
+    from attractor.data.tokenizer import word_tokenizer
+
+    other = _copy(memorised_run, tmp_path / "c")
+    word_tokenizer(["only", "three", "words"]).save(str(other / "tokenizer.json"))
+    assert "tokenizer has" in _error(["probe", "entropy", str(other)], capsys)

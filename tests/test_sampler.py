@@ -1,0 +1,142 @@
+"""Contract tests of the reverse process (eq. 2) with synthetic denoisers."""
+
+import math
+
+import pytest
+import torch
+
+from attractor.errors import UserError
+from attractor.probes.recovery import changed_positions, token_recovery
+from attractor.sampler import (
+    SamplerConfig,
+    generate,
+    reverse_process,
+    sample_categorical,
+    time_grid,
+)
+from attractor.schedule import LogLinear, sigma_from_alpha
+
+SCHEDULE = LogLinear()
+VOCAB = 4
+
+
+def oracle(x0, scale=100.0):
+    """A denoiser that knows the answer: logits = scale * one_hot(x0), whatever z_t is."""
+    return lambda zt, sigma: scale * torch.nn.functional.one_hot(x0, VOCAB).float()
+
+
+def uniform(zt, sigma):
+    """x_theta = 1/K everywhere."""
+    return torch.zeros(*zt.shape, VOCAB)
+
+
+def test_time_grid_rows_run_from_their_own_start():
+    grid = time_grid(torch.tensor([1.0, 0.25]), steps=4, t_min=1e-5)
+    assert grid.shape == (2, 5) and grid.dtype == torch.float64
+    torch.testing.assert_close(grid[:, 0], torch.tensor([1.0, 0.25], dtype=torch.float64))
+    torch.testing.assert_close(grid[:, -1], torch.full((2,), 1e-5, dtype=torch.float64))
+    assert bool((grid[:, 1:] < grid[:, :-1]).all())
+    torch.testing.assert_close(grid[1], torch.linspace(0.25, 1e-5, 5, dtype=torch.float64))
+
+
+def test_sample_categorical_matches_probabilities(gen):
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05, 0.0], dtype=torch.float64)
+    n = 40000
+    draws = sample_categorical(probs.expand(n, 5).clone(), gen)
+    freq = torch.bincount(draws, minlength=5).double() / n
+    se = (probs * (1 - probs) / n).sqrt()
+    assert bool(((freq - probs).abs() <= 4 * se + 1e-12).all()), freq
+    assert int((draws == 4).sum()) == 0          # zero-probability ids are never drawn
+
+
+@pytest.mark.parametrize("dynamics", ["ancestral", "greedy"])
+@pytest.mark.parametrize("final", ["ancestral", "greedy", "none"])
+def test_shapes_dtype_and_determinism(dynamics, final):
+    x0 = torch.randint(0, VOCAB, (6, 9), generator=torch.Generator().manual_seed(0))
+    cfg = SamplerConfig(steps=5, dynamics=dynamics, final=final)
+
+    def noisy(zt, sigma):  # depends on zt and sigma so that the draws matter
+        return torch.nn.functional.one_hot(zt, VOCAB).float() * sigma[:, None, None] + 0.3
+
+    t0 = torch.tensor([0.1, 0.2, 0.3, 0.5, 0.9, 1.0])
+    outs = [reverse_process(noisy, x0, t0, SCHEDULE, torch.Generator().manual_seed(s), cfg)
+            for s in (7, 7, 8)]
+    assert outs[0].shape == x0.shape and outs[0].dtype == torch.int64
+    assert bool(((outs[0] >= 0) & (outs[0] < VOCAB)).all())
+    assert torch.equal(outs[0], outs[1])
+    if dynamics == "ancestral":
+        assert not torch.equal(outs[0], outs[2])
+
+
+def test_each_row_follows_its_own_time_grid():
+    seen = []
+
+    def recording(zt, sigma):
+        seen.append(sigma.clone())
+        return torch.zeros(*zt.shape, VOCAB)
+
+    t0 = torch.tensor([0.5, 0.05, 1.0])
+    cfg = SamplerConfig(steps=3, final="ancestral")
+    reverse_process(recording, torch.zeros(3, 2, dtype=torch.long), t0, SCHEDULE,
+                    torch.Generator().manual_seed(0), cfg)
+    assert len(seen) == cfg.steps + 1                  # one call per step plus the final step
+    for b in range(3):
+        times = torch.linspace(float(t0[b]), cfg.t_min, cfg.steps + 1, dtype=torch.float64)
+        expected = sigma_from_alpha(SCHEDULE.alpha(times)).float()
+        torch.testing.assert_close(torch.stack([s[b] for s in seen]), expected)
+
+
+@pytest.mark.parametrize("dynamics", ["ancestral", "greedy"])
+@pytest.mark.parametrize("final", ["ancestral", "greedy"])
+def test_oracle_denoiser_recovers_everything(dynamics, final, gen):
+    x0 = torch.randint(0, VOCAB, (16, 12), generator=gen)
+    zt = (x0 + torch.randint(1, VOCAB, x0.shape, generator=gen)) % VOCAB   # every position wrong
+    cfg = SamplerConfig(steps=10, dynamics=dynamics, final=final)
+    x_hat = reverse_process(oracle(x0), zt, 0.5, SCHEDULE, gen, cfg)
+    changed = changed_positions(x0, zt, torch.ones_like(x0, dtype=torch.bool))
+    assert bool((token_recovery(x0, x_hat, changed) == 1).all())
+
+
+def test_greedy_dynamics_are_sticky_on_fine_grids(gen):
+    # With a_s^2 <= a_t at every step the posterior argmax is the current token (module doc):
+    # a grid from 0.5 to 0.25 never halves t, so even the oracle cannot move a token.
+    x0 = torch.randint(0, VOCAB, (4, 8), generator=gen)
+    zt = (x0 + 1) % VOCAB
+    cfg = SamplerConfig(steps=10, t_min=0.25, dynamics="greedy", final="none")
+    assert torch.equal(reverse_process(oracle(x0), zt, 0.5, SCHEDULE, gen, cfg), zt)
+
+
+@pytest.mark.parametrize("final", ["ancestral", "none"])
+def test_uniform_denoiser_recovers_at_chance(final, gen):
+    # x_theta uniform makes p(z_s | z_t) = a_{t|s} delta_{z_t} + (1 - a_{t|s}) / K: a token survives
+    # all steps with probability prod a_{t|s} = a_{t0} / a_end and is otherwise uniform, so a
+    # changed position returns to x0 with probability (1 - a_{t0} / a_end) / K.
+    t0, cfg = 0.5, SamplerConfig(steps=20, final=final)
+    x0 = torch.randint(0, VOCAB, (128, 32), generator=gen)
+    zt = (x0 + 1) % VOCAB
+    x_hat = reverse_process(uniform, zt, t0, SCHEDULE, gen, cfg)
+    a_end = 1.0 if final == "ancestral" else float(SCHEDULE.alpha(torch.tensor(cfg.t_min)))
+    chance = (1 - float(SCHEDULE.alpha(torch.tensor(t0))) / a_end) / VOCAB
+    rate = float((x_hat == x0).double().mean())
+    se = math.sqrt(chance * (1 - chance) / x0.numel())
+    assert abs(rate - chance) < 4 * se, (rate, chance)
+
+
+def test_uniform_denoiser_under_greedy_dynamics_never_moves(gen):
+    x0 = torch.randint(0, VOCAB, (8, 8), generator=gen)
+    zt = (x0 + 1) % VOCAB
+    cfg = SamplerConfig(steps=5, dynamics="greedy", final="ancestral")
+    assert torch.equal(reverse_process(uniform, zt, 0.5, SCHEDULE, gen, cfg), zt)
+
+
+def test_generate_from_the_prior(gen):
+    out = generate(uniform, 5, 7, VOCAB, SCHEDULE, gen, SamplerConfig(steps=3))
+    assert out.shape == (5, 7) and out.dtype == torch.int64
+    assert bool(((out >= 0) & (out < VOCAB)).all())
+
+
+@pytest.mark.parametrize("bad", [{"steps": 0}, {"t_min": 0.0}, {"dynamics": "x"},
+                                 {"final": "x"}])
+def test_bad_sampler_settings_are_user_errors(bad):
+    with pytest.raises(UserError):
+        SamplerConfig(**bad).validate()
