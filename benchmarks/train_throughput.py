@@ -52,7 +52,7 @@ def flops_per_token(cfg, vocab: int, length: int) -> float:
 
 
 def measure_one(model_name: str, vocab: int, precision: str, batch: int, length: int,
-                steps: int, warmup: int) -> dict:
+                steps: int, warmup: int, loss: str = "fused", compile_model: bool = False) -> dict:
     """Time ``steps`` optimiser steps of one config (called in a subprocess)."""
     from attractor.loss import stratified_times
     from attractor.model import DiT, get_model_config
@@ -62,6 +62,7 @@ def measure_one(model_name: str, vocab: int, precision: str, batch: int, length:
     torch.manual_seed(0)
     cfg = get_model_config(model_name, dropout=0.0)
     model = DiT(cfg, vocab)
+    net = torch.compile(model) if compile_model else model
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     gen = torch.Generator().manual_seed(0)
     amp = torch.bfloat16 if precision == "bf16" else None
@@ -71,7 +72,7 @@ def measure_one(model_name: str, vocab: int, precision: str, batch: int, length:
     for i in range(warmup + steps):
         start = time.perf_counter()
         t = stratified_times(batch, gen)
-        loss = diffusion_loss_terms(model, x0, t, schedule, vocab, gen, amp).mean()
+        loss = diffusion_loss_terms(net, x0, t, schedule, vocab, gen, amp, loss == "fused").mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -79,6 +80,8 @@ def measure_one(model_name: str, vocab: int, precision: str, batch: int, length:
             times.append(time.perf_counter() - start)
     step_s = sorted(times)[len(times) // 2]
     return {"model": model_name, "vocab": vocab, "precision": precision, "batch": batch,
+            "loss": loss, "compile": compile_model,
+            "allocator": os.environ.get("LD_PRELOAD", "") or "glibc",
             "length": length, "step_s_median": step_s, "tokens_per_s": batch * length / step_s,
             "flops_per_token": flops_per_token(cfg, vocab, length),
             "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
@@ -88,6 +91,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--configs", nargs="+", default=["nano:4096", "tiny:4096", "tiny:50258"])
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    parser.add_argument("--losses", nargs="+", default=["fused", "reference"])
+    parser.add_argument("--allocators", nargs="+", default=["jemalloc", "glibc"])
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--length", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5)
@@ -96,24 +102,37 @@ def main() -> None:
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:                              # child process: one measurement, JSON on stdout
-        name, vocab, precision = args.one.split(":")
+        name, vocab, precision, loss, comp = args.one.split(":")
         print(json.dumps(measure_one(name, int(vocab), precision, args.batch, args.length,
-                                     args.steps, args.warmup)))
+                                     args.steps, args.warmup, loss, comp == "1")))
         return
     peaks = {"bf16": matmul_peak(torch.bfloat16), "fp32": matmul_peak(torch.float32)}
     rows = []
+    variants = [(p, loss, alloc, comp) for p in args.precisions for loss in args.losses
+                for alloc in args.allocators for comp in ([0, 1] if args.compile else [0])]
     for spec in args.configs:
-        for precision in args.precisions:
-            cmd = [sys.executable, __file__, "--one", f"{spec}:{precision}", "--batch",
-                   str(args.batch), "--length", str(args.length), "--steps", str(args.steps),
-                   "--warmup", str(args.warmup)]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        for precision, loss, alloc, comp in variants:
+            env = dict(os.environ, ATTRACTOR_ALLOCATOR="system")
+            env.pop("LD_PRELOAD", None)
+            if alloc != "glibc":
+                from attractor.allocator import find_library
+
+                lib = find_library(alloc)
+                if lib is None:
+                    print(f"skipping {alloc}: not installed")
+                    continue
+                env["LD_PRELOAD"] = lib
+            cmd = [sys.executable, __file__, "--one", f"{spec}:{precision}:{loss}:{comp}",
+                   "--batch", str(args.batch), "--length", str(args.length), "--steps",
+                   str(args.steps), "--warmup", str(args.warmup)]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
             row = json.loads(out.strip().splitlines()[-1])
             achieved = row["flops_per_token"] * row["tokens_per_s"]
             row["mfu_vs_bf16_peak"] = achieved / peaks["bf16"]
             row["mfu_vs_fp32_peak"] = achieved / peaks["fp32"]
             rows.append(row)
-            print(f"{spec:12s} {precision}: {row['tokens_per_s']:8.0f} tok/s  "
+            print(f"{spec:12s} {precision} {loss:9s} {alloc:8s} compile={comp}: "
+                  f"{row['tokens_per_s']:8.0f} tok/s  "
                   f"MFU {row['mfu_vs_bf16_peak']:.1%} of bf16 peak, "
                   f"{row['mfu_vs_fp32_peak']:.1%} of fp32 peak  "
                   f"peak RSS {row['peak_rss_gib']:.2f} GiB", flush=True)

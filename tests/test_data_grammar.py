@@ -161,3 +161,18 @@ def test_depth_zero_grammar_has_no_nesting():
     assert g.length_range()[1] < default_grammar().length_range()[1]
     assert g.is_grammatical("the dog sleeps .")
     assert not g.is_grammatical("the dog who sleeps runs .")
+
+
+def test_smaller_lexicon_is_a_sublanguage_of_the_full_grammar():
+    import numpy as np
+
+    from attractor.data.grammar import grammar_for, is_grammatical
+
+    small, full = grammar_for(4), grammar_for(0)
+    assert small.vocabulary < full.vocabulary and len(small.vocabulary) < 120
+    for words in small.sample(200, np.random.default_rng(0)):
+        assert is_grammatical(words, 4) and is_grammatical(words)
+    # a sentence using a word outside the small lexicon is not in the small language
+    outside = next(w for w in full.sample(500, np.random.default_rng(1))
+                   if not set(w) <= small.vocabulary)
+    assert not is_grammatical(outside, 4) and is_grammatical(outside)

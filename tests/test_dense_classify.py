@@ -44,11 +44,13 @@ def test_critical_noise_of_an_ideal_memory_and_of_a_memory_that_does_nothing():
     g = torch.Generator().manual_seed(0)
     # The exact denoiser at a small sigma, iterated, snaps to the nearest pattern (Voronoi basin
     # of half-width 0.5): recovery holds for noise well below 0.5, fails far above it.
-    snap = lambda x, s: am.fixed_point(x, PATTERNS, 0.05)[0]
+    def snap(x, s):
+        return am.fixed_point(x, PATTERNS, 0.05)[0]
     basins = cls.critical_noise(snap, PATTERNS, grid, radius=0.01, generator=g, trials=40)
     assert bool((basins >= 0.1).all()) and bool((basins <= 0.3).all())
     # Returning the noisy point unchanged recovers nothing beyond the radius.
-    identity = lambda x, s: x
+    def identity(x, s):
+        return x
     none = cls.critical_noise(identity, PATTERNS, grid, radius=0.01, generator=g, trials=40)
     assert torch.equal(none, torch.zeros(4, dtype=torch.float64))
 

@@ -52,7 +52,8 @@ def test_unknown_sampler_is_a_user_error():
 def test_exact_empirical_score_memorises_every_sample():
     # With the exact score down to a small sigma every sample collapses onto a training point.
     patterns = data.circle_points(6, torch.Generator().manual_seed(3))
-    score = lambda x, s: am.score(x, patterns, s)
+    def score(x, s):
+        return am.score(x, patterns, s)
     x = sample(score, 300, 2, noise_grid(1.0, 0.005, 300), torch.Generator().manual_seed(1))
     labels = cls.classify(x, patterns, cls.Thresholds())
     assert cls.fractions(labels)["memorised"] == 1.0
@@ -73,7 +74,8 @@ def test_score_matching_closes_most_of_the_gap_to_the_exact_score():
     g = torch.Generator().manual_seed(9)
     x0 = patterns[torch.randint(4, (4000,), generator=g)]
     eps = torch.randn(4000, 2, generator=g, dtype=torch.float64)
-    exact = lambda x, s: am.score(x, patterns, s)
+    def exact(x, s):
+        return am.score(x, patterns, s)
     for sigma in (0.3, 1.0):  # small sigma needs far longer training
         best = _dsm(exact, x0, sigma, eps)
         trained, start = _dsm(model.score, x0, sigma, eps), _dsm(untrained.score, x0, sigma, eps)

@@ -44,3 +44,39 @@ def test_last_step_to_clean(gen):
     torch.testing.assert_close(p, expected / expected.sum(-1, keepdim=True))
     for pos in range(2):
         torch.testing.assert_close(p[0, pos], brute_force(x[0, pos], zt[0, pos].item(), 0.2, 1.0))
+
+
+def test_mixture_form_is_the_same_distribution(gen):
+    from attractor.posterior import posterior_mixture
+
+    K = 6
+    x = torch.softmax(torch.randn(3, 4, K, generator=gen, dtype=torch.float64), -1)
+    zt = torch.randint(0, K, (3, 4), generator=gen)
+    a_t = torch.tensor([0.2, 0.5, 0.9], dtype=torch.float64)
+    for a_s in (torch.tensor([0.6, 0.7, 0.95], dtype=torch.float64), 1.0):
+        w_x, w_u, w_stay = posterior_mixture(x.gather(-1, zt[..., None])[..., 0], a_t, a_s, K)
+        mixture = w_x[..., None] * x + w_u[..., None] / K \
+            + w_stay[..., None] * torch.nn.functional.one_hot(zt, K)
+        torch.testing.assert_close(mixture, posterior(x, zt, a_t, a_s))
+
+
+def test_posterior_step_samples_and_argmax_match_the_full_posterior(gen):
+    from attractor.sampler import posterior_step
+
+    K, n = 5, 40000
+    logits = torch.randn(1, 1, K, generator=gen)
+    log_x = torch.log_softmax(logits, -1).expand(1, n, K)
+    zt = torch.full((1, n), 2)
+    a_t, a_s = torch.tensor([0.3]), torch.tensor([0.5])
+    exact = posterior(log_x[:, :1].double().exp(), zt[:, :1], a_t, a_s)[0, 0]
+    draws = posterior_step(log_x, zt, a_t, a_s, gen)
+    freq = torch.bincount(draws.flatten(), minlength=K).double() / n
+    stderr = (exact * (1 - exact) / n).sqrt()
+    assert bool(((freq - exact).abs() <= 5 * stderr + 1e-12).all()), (freq, exact)
+    # greedy: the argmax of the full posterior, for many random (x, z_t, t, s)
+    log_x = torch.log_softmax(3 * torch.randn(64, 8, K, generator=gen), -1)
+    zt = torch.randint(0, K, (64, 8), generator=gen)
+    a_t = torch.rand(64, generator=gen) * 0.5
+    a_s = a_t + (1 - a_t) * torch.rand(64, generator=gen)
+    full = posterior(log_x.double().exp(), zt, a_t.double(), a_s.double())
+    assert torch.equal(posterior_step(log_x, zt, a_t, a_s, gen, greedy=True), full.argmax(-1))

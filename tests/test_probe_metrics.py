@@ -27,8 +27,8 @@ def test_entropy_of_one_hot_is_zero_and_of_uniform_is_log_k():
 def test_entropy_matches_the_definition(gen):
     logits = torch.randn(4, 5, 7, generator=gen)
     p = torch.softmax(logits.double(), -1)
-    brute = torch.tensor([[-sum(float(q) * math.log(float(q)) for q in p[b, l])
-                           for l in range(5)] for b in range(4)], dtype=torch.float64)
+    brute = torch.tensor([[-sum(float(q) * math.log(float(q)) for q in p[b, pos])
+                           for pos in range(5)] for b in range(4)], dtype=torch.float64)
     torch.testing.assert_close(token_entropy(logits), brute)
 
 

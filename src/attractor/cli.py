@@ -12,6 +12,7 @@ import argparse
 import importlib
 import sys
 
+from attractor.allocator import maybe_reexec
 from attractor.errors import UserError
 
 # One module per subcommand family, in the order ``--help`` lists them.
@@ -46,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:                    # the console script: set up the allocator first
+        try:
+            maybe_reexec(sys.argv[1:])
+        except UserError as err:
+            print(f"attractor: error: {err}", file=sys.stderr)
+            return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
@@ -59,4 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("attractor: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:             # output piped into e.g. head: not an error
+        sys.stderr.close()
+        return 0
     return int(result or 0)

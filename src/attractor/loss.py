@@ -4,7 +4,7 @@ Notation, per token, with i = z_t and x the clean id:
     xbar        = K a_t onehot(x)  + (1 - a_t) 1      (sums to K)
     xbar_theta  = K a_t x_theta    + (1 - a_t) 1
     L_t = (-a'_t) / (K a_t) * [ K / xbar_theta[i] - K / xbar[i]
-                               + sum_j (xbar[j] / xbar[i]) log(xbar_theta[i] xbar[j] / (xbar_theta[j] xbar[i])) ]
+          + sum_j (xbar[j] / xbar[i]) log(xbar_theta[i] xbar[j] / (xbar_theta[j] xbar[i])) ]
 
 The sum over j is evaluated in closed form (xbar takes only two values), at O(K) per token and
 without any K x K tensor. With r = (1 - a) / (K a + 1 - a) and

@@ -51,3 +51,35 @@ def posterior(x: torch.Tensor, zt: torch.Tensor, alpha_t: torch.Tensor | float,
     numer = numer.scatter_add(-1, zt.unsqueeze(-1), K * a_t * x_at_z + (a_ts - a_t))
     denom = K * a_t * x_at_z + 1.0 - a_t
     return numer / denom
+
+
+def posterior_mixture(x_at_z: torch.Tensor, alpha_t: torch.Tensor | float,
+                      alpha_s: torch.Tensor | float, vocab_size: int
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Eq. (2) as a three-component mixture, exactly:
+
+        q(z_s | z_t, x) = w_x Cat(x) + w_u Uniform(K) + w_stay delta(z_s = z_t)
+
+    with, dividing by D = K a_t <x, z_t> + 1 - a_t,
+        w_x    = (a_s - a_t) / D
+        w_u    = (1 - a_{t|s})(1 - a_s) / D
+        w_stay = (K a_t <x, z_t> + a_{t|s} - a_t) / D,     w_x + w_u + w_stay = 1.
+
+    Sampling from it needs only <x, z_t> per position and one draw from x (the denoiser's own
+    softmax), never a (B, L, K) float64 tensor.
+
+    Args:
+        x_at_z: (B, L) probability that x (one-hot or x_theta) puts on the current id z_t.
+        alpha_t, alpha_s: (B,) or scalars, s < t (alpha_s = 1 allowed).
+        vocab_size: K.
+    Returns:
+        w_x, w_u, w_stay: (B, L) float64 each.
+    """
+    x_at_z = x_at_z.to(torch.float64)
+    a_t, a_s = _expand(alpha_t, x_at_z), _expand(alpha_s, x_at_z)
+    a_ts = a_t / a_s
+    denom = vocab_size * a_t * x_at_z + 1.0 - a_t
+    w_x = ((a_s - a_t) / denom).expand_as(x_at_z)
+    w_u = ((1.0 - a_ts) * (1.0 - a_s) / denom).expand_as(x_at_z)
+    w_stay = (vocab_size * a_t * x_at_z + a_ts - a_t) / denom
+    return w_x, w_u, w_stay

@@ -9,7 +9,8 @@ Notation (paper §2 and Appendix A; duo.md §6):
 
 Each row runs on its own grid ``linspace(t0[b], t_min, steps + 1)``, so a whole grid of noise
 levels is ONE batched reverse process. A step t -> s draws z_s from the model posterior
-p_theta(z_s | z_t) of eq. (2) (float64, :func:`attractor.posterior.posterior`):
+p_theta(z_s | z_t) of eq. (2), in its exact mixture form (float64 weights,
+:func:`attractor.posterior.posterior_mixture`), so no (B, L, K) float64 tensor is formed:
 
     ancestral dynamics   z_s ~ Cat(p_theta(z_s | z_t))                (the generative process)
     greedy dynamics      z_s = argmax p_theta(z_s | z_t)              (paper Appendix A, Exp. 1)
@@ -36,7 +37,7 @@ import torch
 
 from attractor.errors import require
 from attractor.forward import prior_sample
-from attractor.posterior import posterior
+from attractor.posterior import posterior_mixture
 from attractor.schedule import sigma_from_alpha
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -83,23 +84,44 @@ def sample_categorical(probs: torch.Tensor, generator: torch.Generator) -> torch
     return (probs / noise).argmax(dim=-1)
 
 
-def predict_x0(denoiser: Denoiser, zt: torch.Tensor, t: torch.Tensor, schedule) -> torch.Tensor:
-    """x_theta(z_t, sigma_t): (B, L) ids and (B,) times -> (B, L, K) float64 probabilities."""
+def _log_x0(denoiser: Denoiser, zt: torch.Tensor, t: torch.Tensor, schedule) -> torch.Tensor:
+    """log x_theta(z_t, sigma_t) in float32: (B, L, K), the only K-wide tensor of a step."""
     sigma = sigma_from_alpha(schedule.alpha(t.to(torch.float64))).to(torch.float32)
-    return denoiser(zt, sigma).to(torch.float64).softmax(dim=-1)
+    return torch.log_softmax(denoiser(zt, sigma).float(), dim=-1)
 
 
-def _choose(probs: torch.Tensor, greedy: bool, generator: torch.Generator) -> torch.Tensor:
-    return probs.argmax(dim=-1) if greedy else sample_categorical(probs, generator)
+def posterior_step(log_x: torch.Tensor, zt: torch.Tensor, alpha_t: torch.Tensor,
+                   alpha_s: torch.Tensor | float, generator: torch.Generator,
+                   greedy: bool = False) -> torch.Tensor:
+    """Draw z_s ~ p_theta(z_s | z_t) of eq. (2), or take its argmax, from log x_theta.
+
+    Uses the exact mixture form of :func:`attractor.posterior.posterior_mixture` (weights in
+    float64): stay at z_t, jump to a uniform id, or draw from x_theta. The argmax compares the
+    z_t entry, w_stay + w_u / K + w_x x[z_t], with the best other entry, w_u / K + w_x max_{k != z_t}
+    x[k]; ties go to z_t. log_x (B, L, K) float32, zt (B, L) int64 -> (B, L) int64.
+    """
+    K = log_x.shape[-1]
+    x_at_z = log_x.gather(-1, zt.unsqueeze(-1)).squeeze(-1).double().exp()     # (B, L)
+    w_x, w_u, w_stay = posterior_mixture(x_at_z, alpha_t, alpha_s, K)
+    if greedy:
+        top2 = log_x.topk(2, dim=-1)                                           # (B, L, 2)
+        first_is_z = top2.indices[..., 0] == zt
+        best_other = torch.where(first_is_z, top2.indices[..., 1], top2.indices[..., 0])
+        other_x = torch.where(first_is_z, top2.values[..., 1], top2.values[..., 0]).double().exp()
+        stay_value = w_stay + w_x * x_at_z
+        return torch.where(stay_value >= w_x * other_x, zt, best_other)
+    u = torch.rand(zt.shape, generator=generator, device=zt.device, dtype=torch.float64)
+    uniform = torch.randint(0, K, zt.shape, generator=generator, device=zt.device)
+    from_x = sample_categorical(log_x.exp(), generator)
+    return torch.where(u < w_stay, zt, torch.where(u < w_stay + w_u, uniform, from_x))
 
 
 def reverse_step(denoiser: Denoiser, zt: torch.Tensor, t: torch.Tensor, s: torch.Tensor,
                  schedule, generator: torch.Generator, greedy: bool = False) -> torch.Tensor:
     """One step t -> s < t of eq. (2). zt (B, L) int64, t and s (B,) -> z_s (B, L) int64."""
-    x = predict_x0(denoiser, zt, t, schedule)                              # (B, L, K)
-    probs = posterior(x, zt, schedule.alpha(t.to(torch.float64)),
-                      schedule.alpha(s.to(torch.float64)))
-    return _choose(probs, greedy, generator)
+    log_x = _log_x0(denoiser, zt, t, schedule)                             # (B, L, K)
+    return posterior_step(log_x, zt, schedule.alpha(t.to(torch.float64)),
+                          schedule.alpha(s.to(torch.float64)), generator, greedy)
 
 
 def final_step(denoiser: Denoiser, zt: torch.Tensor, t: torch.Tensor, schedule,
@@ -108,11 +130,11 @@ def final_step(denoiser: Denoiser, zt: torch.Tensor, t: torch.Tensor, schedule,
     """Duo's noise removal from t = t_min: ``ancestral`` (to alpha_s = 1), ``greedy``, ``none``."""
     if final == "none":
         return zt
-    x = predict_x0(denoiser, zt, t, schedule)
+    log_x = _log_x0(denoiser, zt, t, schedule)
     if final == "greedy":
-        return x.argmax(dim=-1)
-    probs = posterior(x, zt, schedule.alpha(t.to(torch.float64)), 1.0)   # alpha_s = 1
-    return _choose(probs, greedy, generator)
+        return log_x.argmax(dim=-1)
+    return posterior_step(log_x, zt, schedule.alpha(t.to(torch.float64)), 1.0, generator,
+                          greedy)                                           # alpha_s = 1
 
 
 def reverse_process(denoiser: Denoiser, zt: torch.Tensor, t0: torch.Tensor | float, schedule,

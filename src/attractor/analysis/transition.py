@@ -61,7 +61,7 @@ def _interval(point: float | None, reps: list[float | None], criterion: str) -> 
     reached = [r for r in reps if r is not None]
     frac = len(reached) / len(reps)
     logs = np.array([math.log(r) if r is not None else math.inf for r in reps])
-    lo, hi = np.percentile(logs, [2.5, 97.5])
+    lo, hi = np.percentile(logs, [2.5, 97.5], method="nearest")    # logs may hold +inf
     return Estimate(point, math.exp(lo) if math.isfinite(lo) else None,
                     math.exp(hi) if math.isfinite(hi) else None, frac, criterion)
 

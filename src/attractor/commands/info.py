@@ -14,7 +14,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"attractor {attractor.__version__}  python {platform.python_version()}  "
           f"torch {torch.__version__}")
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    print(f"device: {device}  threads: {torch.get_num_threads()}")
+    from attractor.allocator import active
+
+    print(f"device: {device}  threads: {torch.get_num_threads()}  allocator: {active()}")
     try:
         from attractor.model.configs import MODEL_CONFIGS, count_parameters
     except ImportError:

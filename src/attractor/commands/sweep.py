@@ -50,6 +50,7 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from attractor.errors import UserError
     from attractor.report.registry import render_directory
     from attractor.sweep.plan import plan_json
     from attractor.sweep.runner import init_sweep_dir, run_sweep
@@ -60,9 +61,14 @@ def run(args: argparse.Namespace) -> int:
         init_sweep_dir(Path(args.out), cfg)
         print(json.dumps(plan_json(cfg, args.out), indent=2))
         return 0
-    run_sweep(cfg, args.out, only=list(args.only) if args.only else None,
-              progress=not args.no_progress)
-    if not args.only:
+    only = list(args.only) if args.only else None
+    if args.only_index is not None:
+        names = [row["name"] for row in plan_json(cfg, args.out)]
+        if not 0 <= args.only_index < len(names):
+            raise UserError(f"--only-index {args.only_index} is outside the plan's 0..{len(names) - 1}")
+        only = [names[args.only_index]]
+    run_sweep(cfg, args.out, only=only, progress=not args.no_progress)
+    if not only:
         print(f"report: {render_directory(args.out)}")
     return 0
 
@@ -91,6 +97,8 @@ def add_parser(sub) -> None:
     p.add_argument("--generate-steps", type=int, default=100, help="steps of generation")
     p.add_argument("--entropy-sequences", type=int, default=256, help="sequences for entropies")
     p.add_argument("--only", type=_names, default=None, help="run only these runs (see --plan)")
+    p.add_argument("--only-index", type=int, default=None,
+                   help="run only the plan's run with this index (e.g. a Slurm array task id)")
     p.add_argument("--plan", action="store_true", help="print the runs as JSON and exit")
     p.add_argument("--resume-config", action="store_true",
                    help="take every setting from SWEEP_DIR/sweep.json")

@@ -43,7 +43,8 @@ OPTIONS = [
 
 def _given(args: argparse.Namespace) -> dict[str, dict]:
     out: dict[str, dict] = {"data": {}, "model": {}, "optim": {}, "train": {}}
-    for where, dest in [(w, d) for _, d, _, w, _ in OPTIONS] + [("train", "loss_on_padding")]:
+    for where, dest in [(w, d) for _, d, _, w, _ in OPTIONS] + [("train", "loss_on_padding"),
+                                                                   ("train", "compile")]:
         value = getattr(args, f"{where}_{dest}")
         if value is not None:
             out[where][dest] = value
@@ -98,6 +99,8 @@ def add_parser(sub) -> None:
         p.add_argument(flag, dest=f"{where}_{dest}", type=typ, default=None, help=text)
     p.add_argument("--loss-on-padding", dest="train_loss_on_padding", action="store_const",
                    const=True, default=None, help="train the pad positions too (Duo: not)")
+    p.add_argument("--compile", dest="train_compile", action="store_const", const=True,
+                   default=None, help="torch.compile the denoiser")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--cache-dir", default=None, help="cache of tokenised corpora")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -19,7 +19,7 @@ from attractor.data.cache import load_cached, save_cached
 from attractor.data.config import DataConfig
 from attractor.data.corpus import load_sentences
 from attractor.data.dataset import Dataset, fingerprint
-from attractor.data.grammar import default_grammar
+from attractor.data.grammar import grammar_for
 from attractor.data.sequences import pad_sequences, rows_in, unique_rows, wrap_sequences
 from attractor.data.tokenizer import build_tokenizer, special_ids
 from attractor.errors import UserError
@@ -42,7 +42,8 @@ def encode(tokenizer: Tokenizer, sentences: Sequence[str]) -> list[list[int]]:
 
 def _tokenizer_for(cfg: DataConfig, sentences: list[str]) -> Tokenizer:
     kind = cfg.resolved_tokenizer()
-    words = sorted(default_grammar().vocabulary) if cfg.scheme == "synthetic" else None
+    words = (sorted(grammar_for(cfg.synthetic_words).vocabulary) if cfg.scheme == "synthetic"
+             else None)
     return build_tokenizer(kind, sentences, words)
 
 

@@ -34,6 +34,7 @@ class DataConfig:
     corpus_size: int = 60000
     test_size: int = 1000
     seed: int = 0
+    synthetic_words: int = 0         # synthetic only: words per open class (0 = all 365 words)
 
     @property
     def scheme(self) -> str:
@@ -57,6 +58,8 @@ class DataConfig:
         require(self.scheme != "synthetic" or self.corpus_size > self.test_size,
                 f"synthetic corpus size ({self.corpus_size}) must exceed the test size "
                 f"({self.test_size})")
+        require(isinstance(self.synthetic_words, int) and self.synthetic_words >= 0,
+                f"synthetic words per class must be >= 0 (0 = all); got {self.synthetic_words}")
         require(isinstance(self.seed, int) and self.seed >= 0,
                 f"data seed must be a non-negative integer; got {self.seed}")
 

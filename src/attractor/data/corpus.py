@@ -17,7 +17,7 @@ import numpy as np
 
 from attractor.data.config import DataConfig
 from attractor.data.detokenize import lm1b_detokenize
-from attractor.data.grammar import default_grammar
+from attractor.data.grammar import grammar_for
 from attractor.errors import UserError
 
 # Give up on reaching the requested number of distinct synthetic sentences after this many draws
@@ -29,7 +29,8 @@ def load_sentences(cfg: DataConfig) -> list[str]:
     """The corpus named by ``cfg.corpus``, as a list of non-empty sentences in corpus order."""
     scheme, _, arg = cfg.corpus.partition(":")
     if scheme == "synthetic":
-        return synthetic_sentences(cfg.corpus_size, np.random.default_rng([cfg.seed, 0]))
+        return synthetic_sentences(cfg.corpus_size, np.random.default_rng([cfg.seed, 0]),
+                                   cfg.synthetic_words)
     if scheme == "text":
         sentences = text_sentences(arg, cfg.corpus_size)
     elif scheme == "hf":
@@ -41,9 +42,10 @@ def load_sentences(cfg: DataConfig) -> list[str]:
     return sentences
 
 
-def synthetic_sentences(n: int, rng: np.random.Generator) -> list[str]:
+def synthetic_sentences(n: int, rng: np.random.Generator, words_per_category: int = 0
+                        ) -> list[str]:
     """``n`` distinct grammar sentences, words joined by spaces, in order of first appearance."""
-    grammar = default_grammar()
+    grammar = grammar_for(words_per_category)
     seen: dict[str, None] = {}
     draws = 0
     while len(seen) < n:

@@ -88,14 +88,19 @@ def _zipf(words: Sequence[str]) -> tuple[tuple[str, float], ...]:
     return tuple((w, x / total) for w, x in zip(words, weights))
 
 
-def default_lexicon() -> dict[str, tuple[tuple[str, float], ...]]:
+def default_lexicon(words_per_category: int = 0) -> dict[str, tuple[tuple[str, float], ...]]:
+    """Word lists of every preterminal. ``words_per_category`` > 0 keeps only that many of the
+    most frequent words of each open class (nouns, verbs, names, adjectives, adverbs): the same
+    syntax over a smaller vocabulary, i.e. a corpus with lower entropy per token."""
+    k = words_per_category or None
     lex = {}
     for name, table in (("N_{}_anim", ANIMATE), ("N_{}_inan", INANIMATE), ("VT_{}", TRANSITIVE),
                         ("VI_{}", INTRANSITIVE), ("VS_{}", SENTENTIAL), ("VD_{}", DITRANSITIVE)):
         sg, pl = _pairs(table)
-        lex[name.format("sg")], lex[name.format("pl")] = _zipf(sg), _zipf(pl)
-    for name, words in (("NAME", NAMES), ("ADJ", ADJECTIVES), ("ADV", ADVERBS),
-                        ("P", PREPOSITIONS), ("DET_sg", DET_SG), ("DET_pl", DET_PL),
+        lex[name.format("sg")], lex[name.format("pl")] = _zipf(sg[:k]), _zipf(pl[:k])
+    for name, words in (("NAME", NAMES), ("ADJ", ADJECTIVES), ("ADV", ADVERBS)):
+        lex[name] = _zipf(words.split()[:k])
+    for name, words in (("P", PREPOSITIONS), ("DET_sg", DET_SG), ("DET_pl", DET_PL),
                         ("CONJ", CONJUNCTIONS)):
         lex[name] = _zipf(words.split())
     return lex
@@ -161,15 +166,21 @@ def build_grammar(max_depth: int = MAX_DEPTH, lexicon: dict | None = None) -> PC
     return grammar
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=4)
+def grammar_for(words_per_category: int = 0) -> PCFG:
+    """The grammar of the ``synthetic`` corpus with ``DataConfig.synthetic_words`` words per open
+    class (0: all of them); built once per process."""
+    return build_grammar(MAX_DEPTH, default_lexicon(words_per_category))
+
+
 def default_grammar() -> PCFG:
-    """The grammar behind the ``synthetic`` corpus (built once per process)."""
-    return build_grammar(MAX_DEPTH)
+    """The grammar behind the default ``synthetic`` corpus (all words)."""
+    return grammar_for(0)
 
 
-def is_grammatical(sentence: Sequence[str] | str) -> bool:
+def is_grammatical(sentence: Sequence[str] | str, words_per_category: int = 0) -> bool:
     """Whether a decoded sentence (string or words, without BOS/EOS/PAD) is in the language."""
-    return default_grammar().is_grammatical(sentence)
+    return grammar_for(words_per_category).is_grammatical(sentence)
 
 
 def log_prob(sentence: Sequence[str] | str) -> float:

@@ -135,7 +135,8 @@ def _grammar(run, samples: torch.Tensor) -> list:
         return [None] * len(samples)
     from attractor.data.grammar import is_grammatical
 
-    return [bool(is_grammatical(run.dataset.sentence(s))) for s in samples]
+    k = run.config.data.synthetic_words
+    return [bool(is_grammatical(run.dataset.sentence(s), k)) for s in samples]
 
 
 def _fractions(values: list) -> dict:

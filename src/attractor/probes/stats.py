@@ -36,6 +36,8 @@ def bootstrap_ci(values: np.ndarray, stat: Statistic = np.mean, n: int = 1000,
     estimate = float(stat(values, axis=0))
     idx = generator.integers(0, len(values), size=(n, len(values)))        # (n, N)
     replicates = np.asarray(stat(values[idx], axis=1), dtype=np.float64)   # (n,)
+    if np.isnan(replicates).all():          # e.g. a ratio whose denominator is always 0
+        return estimate, float("nan"), float("nan")
     tail = 50.0 * (1.0 - level)
     lo, hi = np.nanpercentile(replicates, [tail, 100.0 - tail])
     return estimate, float(lo), float(hi)

@@ -14,6 +14,7 @@ missing. Each run can also be dispatched alone (``--only NAME``), e.g. as a Slur
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -99,6 +100,8 @@ def run_one(out: Path, cfg: SweepConfig, planned: PlannedRun, data=None,
         train(planned.train, run_dir, resume=resume, progress=progress, data=data,
               cache_dir=out / "cache")
         status["trained"] = True
+    if int(os.environ.get("RANK", "0")) != 0:     # data parallel: rank 0 alone probes
+        return status
     todo = missing_probes(run_dir)
     if not todo:
         return status

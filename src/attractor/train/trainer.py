@@ -161,6 +161,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
     net = model
     if dist_info.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model)
+    if cfg.compile:                 # checkpoints keep the plain module's parameter names
+        net = torch.compile(net)
     return _run_loop(cfg, run_dir, net, model, optimizer, ema, start, data, x_train, m_train,
                      device, dist_info, progress)
 
