@@ -1,14 +1,15 @@
-"""A fast memory allocator for the command line, set up before any heavy import.
+"""An alternative memory allocator for the command line, set up before any heavy import.
 
-Training and probing allocate and free large per-step tensors (logits over the vocabulary); with
-glibc's malloc these are returned to the system and page-faulted back in on every step. jemalloc
-or tcmalloc keep them. When the ``attractor`` command starts, :func:`maybe_reexec` re-executes
-the process once with the first allocator found in ``LD_PRELOAD``.
-
-Control it with the environment variable ``ATTRACTOR_ALLOCATOR``:
-    auto (default)    jemalloc, else tcmalloc, else the system allocator
+Large per-step tensors freed back to the system with glibc's malloc are page-faulted in again on
+every step; jemalloc or tcmalloc keep them. The fused loss (``loss_fused.py``) works in 4 MiB
+chunks, which glibc recycles itself, and on this project's 2-core CPU glibc then measured faster
+than jemalloc (tiny, K = 50258, bf16: 1,449 vs 828 tokens/s; benchmarks/results/
+train_throughput_allocator.json). So the default is the system allocator; set
+``ATTRACTOR_ALLOCATOR`` to try another, and the ``attractor`` command re-executes itself once
+with it in ``LD_PRELOAD`` (:func:`maybe_reexec`):
+    system (default)      never re-execute
+    auto                  jemalloc, else tcmalloc, else the system allocator
     jemalloc | tcmalloc   that one (error if it is not installed)
-    system            never re-execute
 Install one on Debian/Ubuntu with ``apt-get install libjemalloc2``.
 """
 
@@ -58,19 +59,27 @@ def choose(setting: str) -> str | None:
     return path
 
 
-def maybe_reexec(argv: list[str]) -> None:
-    """Re-execute ``python -m attractor argv`` with a fast allocator preloaded, once."""
-    if os.environ.get(_MARK) or not sys.platform.startswith("linux"):
-        return
-    path = choose(os.environ.get("ATTRACTOR_ALLOCATOR", "auto"))
-    preload = os.environ.get("LD_PRELOAD", "")
-    if path is None or os.path.basename(path) in preload:
-        return
-    env = dict(os.environ, LD_PRELOAD=f"{path} {preload}".strip(), **{_MARK: path})
+def preload_env(path: str, env: dict | None = None) -> dict:
+    """Environment that preloads the allocator at ``path`` (with the settings the CLI uses)."""
+    env = dict(os.environ if env is None else env)
+    env["LD_PRELOAD"] = f"{path} {env.get('LD_PRELOAD', '')}".strip()
     if "jemalloc" in path:
         # Keep freed pages around between training steps instead of returning them at once.
         env.setdefault("MALLOC_CONF", "background_thread:true,dirty_decay_ms:10000,"
                                       "muzzy_decay_ms:10000")
+    return env
+
+
+def maybe_reexec(argv: list[str]) -> None:
+    """Re-execute ``python -m attractor argv`` with a fast allocator preloaded, once."""
+    if os.environ.get(_MARK) or not sys.platform.startswith("linux"):
+        return
+    path = choose(os.environ.get("ATTRACTOR_ALLOCATOR", "system"))
+    preload = os.environ.get("LD_PRELOAD", "")
+    if path is None or os.path.basename(path) in preload:
+        return
+    env = preload_env(path)
+    env[_MARK] = path
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, "-m", "attractor", *argv], env)

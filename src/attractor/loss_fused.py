@@ -9,7 +9,7 @@ beta = K a / (1 - a), h_j = log1p(beta p_j) (so log xbar_theta_j = log(1 - a) + 
     backward: dL/dlogit_k = A g_i (d_ik - p_k) + B g_x (d_xk - p_k) + C (g_k - p_k G),
               A = dL/df_i, B = dL/df_x, C = dL/dT  (per-token scalars, float64)
 
-The K-wide sums H and G are accumulated in float64; shifting log xbar_theta by log(1 - a) keeps
+The K-wide sums H and G are row sums of non-negative terms; shifting log xbar_theta by log(1 - a) keeps
 them small, so the large terms that cancel at small t are handled in float64 scalars only.
 """
 
@@ -17,13 +17,45 @@ from __future__ import annotations
 
 import torch
 
-CHUNK_ELEMENTS = 1 << 24          # tokens per chunk x K: about 64 MiB of float32 per temporary
+# Tokens per chunk x K: 4 MiB of float32 per temporary, small enough for any allocator to reuse
+# (larger blocks are mmap-ed afresh and page-fault on every step with glibc malloc).
+CHUNK_ELEMENTS = 1 << 20
 
 
-def _chunks(n: int, vocab: int):
-    size = max(1, CHUNK_ELEMENTS // vocab)
+def _chunks(n: int, vocab: int, whole: bool):
+    size = n if whole else max(1, CHUNK_ELEMENTS // vocab)
     for start in range(0, n, size):
         yield slice(start, min(n, start + size))
+
+
+def _stats_kernel(logits: torch.Tensor, beta: torch.Tensor):
+    """(n, K) logits, (n,) beta -> lse, G = sum_j g_j, H = sum_j h_j, each (n,), in the working
+    precision (float32, or float64 for float64 logits)."""
+    x = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    lse = torch.logsumexp(x, dim=-1)
+    bp = torch.exp(x - lse[:, None]) * beta[:, None]                    # beta p
+    return lse, (bp / (1 + bp)).sum(-1), torch.log1p(bp).sum(-1)
+
+
+def _grad_kernel(logits, lse, beta, coef_p, coef_g):
+    """coef_p p_k + coef_g g_k for every (token, k): the K-wide part of the backward pass."""
+    p = torch.exp(logits.to(lse.dtype) - lse[:, None])
+    bp = p * beta[:, None]
+    return (p * coef_p[:, None] + bp / (1 + bp) * coef_g[:, None]).to(logits.dtype)
+
+
+_COMPILED: dict = {}
+
+
+def _kernels(compiled: bool):
+    """Eager kernels (run on chunks, so temporaries stay small) or torch.compile'd ones (one fused
+    loop over the whole tensor, no temporaries at all)."""
+    if not compiled:
+        return _stats_kernel, _grad_kernel
+    if not _COMPILED:
+        _COMPILED["stats"] = torch.compile(_stats_kernel, dynamic=None)
+        _COMPILED["grad"] = torch.compile(_grad_kernel, dynamic=None)
+    return _COMPILED["stats"], _COMPILED["grad"]
 
 
 def _scalar_terms(p_i, p_x, H, G, same, alpha, dalpha, K):
@@ -50,26 +82,25 @@ def _scalar_terms(p_i, p_x, H, G, same, alpha, dalpha, K):
 
 class _FusedNELBO(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits, x0, zt, alpha, dalpha):
+    def forward(ctx, logits, x0, zt, alpha, dalpha, compiled):
         N, K = logits.shape
         work = torch.promote_types(logits.dtype, torch.float32)          # bf16 logits: float32
         lse = torch.empty(N, dtype=work, device=logits.device)
         H = torch.empty(N, dtype=torch.float64, device=logits.device)
         G = torch.empty(N, dtype=torch.float64, device=logits.device)
-        beta32 = (K * alpha / (1 - alpha)).to(work)
-        for sl in _chunks(N, K):
-            chunk = logits[sl].to(work)                                    # (n, K)
-            lse[sl] = torch.logsumexp(chunk, dim=-1)
-            p = torch.exp(chunk - lse[sl, None])
-            bp = p.mul_(beta32[sl, None])                                  # beta p, in place
-            G[sl] = (bp / (1 + bp)).sum(-1, dtype=torch.float64)
-            H[sl] = torch.log1p(bp).sum(-1, dtype=torch.float64)
+        beta_w = (K * alpha / (1 - alpha)).to(work)
+        stats, _ = _kernels(compiled)
+        for sl in _chunks(N, K, whole=compiled):
+            # G and H are row sums of non-negative terms: exact to ~1e-7 relative in float32
+            lse[sl], g_sum, h_sum = stats(logits[sl], beta_w[sl])
+            G[sl], H[sl] = g_sum.double(), h_sum.double()
         logit_i = logits.gather(-1, zt[:, None])[:, 0].double()
         logit_x = logits.gather(-1, x0[:, None])[:, 0].double()
         p_i, p_x = torch.exp(logit_i - lse.double()), torch.exp(logit_x - lse.double())
         same = zt == x0
         loss, A, B, C = _scalar_terms(p_i, p_x, H, G, same, alpha, dalpha, K)
         ctx.save_for_backward(logits, x0, zt, lse, alpha, p_i, p_x, G, A, B, C)
+        ctx.compiled = compiled
         return loss.to(torch.promote_types(work, torch.float32))
 
     @staticmethod
@@ -83,26 +114,27 @@ class _FusedNELBO(torch.autograd.Function):
         work = lse.dtype
         coef_p = (-(A * g_i + B * g_x + C * G) * go).to(work)
         coef_g = (C * go).to(work)
+        beta_w = beta.to(work)
+        _, grad_kernel = _kernels(ctx.compiled)
         grad = torch.empty(N, K, dtype=logits.dtype, device=logits.device)
-        beta32 = beta.to(work)
-        for sl in _chunks(N, K):
-            p = torch.exp(logits[sl].to(work) - lse[sl, None])
-            bp = p * beta32[sl, None]
-            out = p.mul_(coef_p[sl, None]).add_(bp.div_(bp + 1).mul_(coef_g[sl, None]))
-            grad[sl] = out
+        for sl in _chunks(N, K, whole=ctx.compiled):
+            grad[sl] = grad_kernel(logits[sl], lse[sl], beta_w[sl], coef_p[sl], coef_g[sl])
         grad.scatter_add_(-1, zt[:, None], (A * g_i * go).to(grad.dtype)[:, None])
         grad.scatter_add_(-1, x0[:, None], (B * g_x * go).to(grad.dtype)[:, None])
-        return grad, None, None, None, None
+        return grad, None, None, None, None, None
 
 
 def fused_nelbo_per_token(logits: torch.Tensor, x0: torch.Tensor, zt: torch.Tensor,
-                          alpha_t: torch.Tensor, dalpha_t: torch.Tensor) -> torch.Tensor:
+                          alpha_t: torch.Tensor, dalpha_t: torch.Tensor,
+                          compiled: bool = False) -> torch.Tensor:
     """Eq. (3) per token straight from the logits (any float dtype, e.g. bf16 under autocast).
 
     Args:
         logits: (B, L, K) denoiser outputs (softmax = x_theta).
         x0, zt: (B, L) int64 clean and noisy ids.
         alpha_t, dalpha_t: (B,) signal level (< 1) and its time derivative.
+        compiled: run the K-wide kernels through torch.compile (one fused loop each; the first
+            call compiles them).
     Returns:
         (B, L) per-token loss, float32 (float64 for float64 logits); differentiable with respect
         to ``logits``.
@@ -112,6 +144,6 @@ def fused_nelbo_per_token(logits: torch.Tensor, x0: torch.Tensor, zt: torch.Tens
     dalpha = dalpha_t.to(torch.float64)[:, None].expand(B, L).reshape(-1)
     with torch.autocast(device_type=logits.device.type, enabled=False):
         loss = _FusedNELBO.apply(logits.reshape(-1, K), x0.reshape(-1), zt.reshape(-1), alpha,
-                                 dalpha)
+                                 dalpha, compiled)
     return loss.view(B, L)
 

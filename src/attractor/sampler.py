@@ -84,43 +84,50 @@ def sample_categorical(probs: torch.Tensor, generator: torch.Generator) -> torch
     return (probs / noise).argmax(dim=-1)
 
 
-def _log_x0(denoiser: Denoiser, zt: torch.Tensor, t: torch.Tensor, schedule) -> torch.Tensor:
-    """log x_theta(z_t, sigma_t) in float32: (B, L, K), the only K-wide tensor of a step."""
+def _logits(denoiser: Denoiser, zt: torch.Tensor, t: torch.Tensor, schedule) -> torch.Tensor:
+    """Denoiser logits at (z_t, sigma_t), float32 (B, L, K): the only K-wide tensor of a step."""
     sigma = sigma_from_alpha(schedule.alpha(t.to(torch.float64))).to(torch.float32)
-    return torch.log_softmax(denoiser(zt, sigma).float(), dim=-1)
+    return denoiser(zt, sigma).float()
 
 
-def posterior_step(log_x: torch.Tensor, zt: torch.Tensor, alpha_t: torch.Tensor,
+def posterior_step(logits: torch.Tensor, zt: torch.Tensor, alpha_t: torch.Tensor,
                    alpha_s: torch.Tensor | float, generator: torch.Generator,
                    greedy: bool = False) -> torch.Tensor:
-    """Draw z_s ~ p_theta(z_s | z_t) of eq. (2), or take its argmax, from log x_theta.
+    """Draw z_s ~ p_theta(z_s | z_t) of eq. (2), or take its argmax, from the denoiser's logits.
 
     Uses the exact mixture form of :func:`attractor.posterior.posterior_mixture` (weights in
-    float64): stay at z_t, jump to a uniform id, or draw from x_theta. The argmax compares the
-    z_t entry, w_stay + w_u / K + w_x x[z_t], with the best other entry, w_u / K + w_x max_{k != z_t}
-    x[k]; ties go to z_t. log_x (B, L, K) float32, zt (B, L) int64 -> (B, L) int64.
+    float64): stay at z_t, jump to a uniform id, or draw from x_theta = softmax(logits). Only the
+    positions whose draw falls on the x_theta component read their K logits again, so a step
+    costs one log-sum-exp pass over the logits plus a few rows. The argmax compares the z_t entry,
+    w_stay + w_x x[z_t], with the best other entry, w_x max_{k != z_t} x[k] (the uniform part adds
+    w_u / K to both); ties go to z_t. logits (B, L, K), zt (B, L) int64 -> (B, L) int64.
     """
-    K = log_x.shape[-1]
-    x_at_z = log_x.gather(-1, zt.unsqueeze(-1)).squeeze(-1).double().exp()     # (B, L)
+    K = logits.shape[-1]
+    lse = torch.logsumexp(logits, dim=-1)                                  # (B, L)
+    x_at_z = (logits.gather(-1, zt.unsqueeze(-1)).squeeze(-1) - lse).double().exp()
     w_x, w_u, w_stay = posterior_mixture(x_at_z, alpha_t, alpha_s, K)
     if greedy:
-        top2 = log_x.topk(2, dim=-1)                                           # (B, L, 2)
+        top2 = logits.topk(2, dim=-1)                                      # (B, L, 2)
         first_is_z = top2.indices[..., 0] == zt
         best_other = torch.where(first_is_z, top2.indices[..., 1], top2.indices[..., 0])
-        other_x = torch.where(first_is_z, top2.values[..., 1], top2.values[..., 0]).double().exp()
-        stay_value = w_stay + w_x * x_at_z
-        return torch.where(stay_value >= w_x * other_x, zt, best_other)
+        other = torch.where(first_is_z, top2.values[..., 1], top2.values[..., 0])
+        other_x = (other - lse).double().exp()
+        return torch.where(w_stay + w_x * x_at_z >= w_x * other_x, zt, best_other)
     u = torch.rand(zt.shape, generator=generator, device=zt.device, dtype=torch.float64)
     uniform = torch.randint(0, K, zt.shape, generator=generator, device=zt.device)
-    from_x = sample_categorical(log_x.exp(), generator)
-    return torch.where(u < w_stay, zt, torch.where(u < w_stay + w_u, uniform, from_x))
+    out = torch.where(u < w_stay, zt, uniform)
+    from_x = u >= w_stay + w_u                                             # (B, L) bool
+    if bool(from_x.any()):
+        rows = logits[from_x]                                              # (n, K), n << B L
+        out[from_x] = sample_categorical(torch.softmax(rows, dim=-1), generator)
+    return out
 
 
 def reverse_step(denoiser: Denoiser, zt: torch.Tensor, t: torch.Tensor, s: torch.Tensor,
                  schedule, generator: torch.Generator, greedy: bool = False) -> torch.Tensor:
     """One step t -> s < t of eq. (2). zt (B, L) int64, t and s (B,) -> z_s (B, L) int64."""
-    log_x = _log_x0(denoiser, zt, t, schedule)                             # (B, L, K)
-    return posterior_step(log_x, zt, schedule.alpha(t.to(torch.float64)),
+    logits = _logits(denoiser, zt, t, schedule)                            # (B, L, K)
+    return posterior_step(logits, zt, schedule.alpha(t.to(torch.float64)),
                           schedule.alpha(s.to(torch.float64)), generator, greedy)
 
 
@@ -130,10 +137,10 @@ def final_step(denoiser: Denoiser, zt: torch.Tensor, t: torch.Tensor, schedule,
     """Duo's noise removal from t = t_min: ``ancestral`` (to alpha_s = 1), ``greedy``, ``none``."""
     if final == "none":
         return zt
-    log_x = _log_x0(denoiser, zt, t, schedule)
+    logits = _logits(denoiser, zt, t, schedule)
     if final == "greedy":
-        return log_x.argmax(dim=-1)
-    return posterior_step(log_x, zt, schedule.alpha(t.to(torch.float64)), 1.0, generator,
+        return logits.argmax(dim=-1)
+    return posterior_step(logits, zt, schedule.alpha(t.to(torch.float64)), 1.0, generator,
                           greedy)                                           # alpha_s = 1
 
 

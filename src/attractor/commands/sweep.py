@@ -45,7 +45,7 @@ def config_from_args(args: argparse.Namespace):
                      generate_steps=args.generate_steps, entropy_sequences=args.entropy_sequences)
     return SweepConfig(data=data, models=args.models, sizes=tuple(sizes), steps=args.steps,
                        batch_size=args.batch_size, seed=args.seed, precision=args.precision,
-                       loss_on_padding=args.loss_on_padding,
+                       loss_on_padding=args.loss_on_padding, compile=args.compile,
                        device=args.device, probes=probes)
 
 
@@ -89,6 +89,7 @@ def add_parser(sub) -> None:
     p.add_argument("--test-size", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--loss-on-padding", action="store_true", help="train the pad positions too")
+    p.add_argument("--compile", action="store_true", help="torch.compile the denoiser and loss")
     p.add_argument("--precision", default="auto")
     p.add_argument("--device", default="auto")
     p.add_argument("--probe-sequences", type=int, default=64, help="train/test sequences probed")

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from attractor.errors import require
 
 # Bytes the float64 (rows, L, K) tensors of one reverse step may take, about 6 live copies.
-POSTERIOR_BUDGET_BYTES = 2 * 1024**3
+LOGITS_BUDGET_BYTES = 2 * 1024**3
 
 
 def check_times(times: Iterable[float], flag: str) -> None:
@@ -32,9 +32,10 @@ def check_times(times: Iterable[float], flag: str) -> None:
 
 
 def chunk_rows(max_batch: int, length: int, vocab_size: int,
-               budget: int = POSTERIOR_BUDGET_BYTES) -> int:
-    """Rows per chunk: ``max_batch``, or fewer so that 6 float64 (rows, L, K) tensors fit."""
-    return max(1, min(max_batch, budget // (6 * 8 * length * vocab_size)))
+               budget: int = LOGITS_BUDGET_BYTES) -> int:
+    """Rows per chunk: ``max_batch``, or fewer so that two float32 (rows, L, K) tensors (the
+    logits and one temporary) fit in ``budget``; the samplers and entropies need no more."""
+    return max(1, min(max_batch, budget // (2 * 4 * length * vocab_size)))
 
 
 def chunks(n: int, size: int) -> Iterator[slice]:

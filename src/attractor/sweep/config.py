@@ -42,6 +42,7 @@ class SweepConfig:
     ema: float | None = None
     seed: int = 0
     loss_on_padding: bool = False
+    compile: bool = False
     precision: str = "auto"
     device: str = "auto"
     probes: ProbeSettings = field(default_factory=ProbeSettings)

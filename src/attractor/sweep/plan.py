@@ -26,7 +26,7 @@ def plan_runs(cfg: SweepConfig) -> list[PlannedRun]:
         for n in cfg.sizes:
             train = make_config(model, optim_overrides=optim, data=cfg.data, num_train=n,
                                 steps=cfg.steps, batch_size=cfg.batch_size, seed=cfg.seed,
-                                loss_on_padding=cfg.loss_on_padding,
+                                loss_on_padding=cfg.loss_on_padding, compile=cfg.compile,
                                 precision=cfg.precision, device=cfg.device,
                                 eval_every=cfg.steps, checkpoint_every=max(50, cfg.steps // 10),
                                 log_every=max(1, min(50, cfg.steps // 20)))

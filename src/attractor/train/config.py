@@ -57,7 +57,7 @@ class TrainConfig:
     loss_on_padding: bool = False        # Duo excludes pads from the loss; True trains them too
     seed: int = 0                        # model initialisation, data order, noise
     precision: str = "auto"              # auto | fp32 | bf16
-    compile: bool = False                # torch.compile the denoiser (same results, faster on GPUs)
+    compile: bool = False                # torch.compile the denoiser and the loss kernels
     device: str = "auto"                 # auto | cpu | cuda | cuda:N
     eval_every: int = 500
     eval_sequences: int = 256

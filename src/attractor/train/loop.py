@@ -48,28 +48,29 @@ def autocast_context(device: torch.device, dtype: torch.dtype | None):
 
 
 def loss_terms(model, x0: torch.Tensor, zt: torch.Tensor, t: torch.Tensor, schedule,
-               amp_dtype=None, fused: bool = True) -> torch.Tensor:
+               amp_dtype=None, fused: bool = True, compiled: bool = False) -> torch.Tensor:
     """Per-token NELBO integrand (eq. 3) of clean ``x0`` and its corruption ``zt`` at times t.
 
     x0, zt (B, L) int64; t (B,) float. The network may run under bf16 autocast (logits included);
     the loss is computed in float32 or higher outside it, by the fused implementation
-    (:mod:`attractor.loss_fused`) or the reference one. Returns (B, L) float32.
+    (:mod:`attractor.loss_fused`, its K-wide kernels compiled if ``compiled``) or the reference
+    one. Returns (B, L) float32.
     """
     alpha, dalpha = schedule.alpha(t), schedule.dalpha(t)
     with autocast_context(x0.device, amp_dtype):
         logits = model(zt, sigma_from_alpha(alpha))
     if fused:
-        return fused_nelbo_per_token(logits, x0, zt, alpha, dalpha)
+        return fused_nelbo_per_token(logits, x0, zt, alpha, dalpha, compiled)
     log_probs = torch.log_softmax(logits.float(), dim=-1)
     return nelbo_per_token(log_probs, x0, zt, alpha, dalpha)
 
 
 def diffusion_loss_terms(model, x0: torch.Tensor, t: torch.Tensor, schedule, vocab_size: int,
                          generator: torch.Generator, amp_dtype=None,
-                         fused: bool = True) -> torch.Tensor:
+                         fused: bool = True, compiled: bool = False) -> torch.Tensor:
     """Corrupt ``x0`` at times t with eq. (1), then :func:`loss_terms`. (B, L) float32."""
     zt = q_xt(x0, schedule.alpha(t), vocab_size, generator)
-    return loss_terms(model, x0, zt, t, schedule, amp_dtype, fused)
+    return loss_terms(model, x0, zt, t, schedule, amp_dtype, fused, compiled)
 
 
 @torch.no_grad()

@@ -214,7 +214,8 @@ def _run_loop(cfg, run_dir, net, model, optimizer, ema, start, data, x_train, m_
             lo = a * micro + dist_info.rank * per_rank
             sl = slice(lo, lo + per_rank)
             x0, zt, m = x_all[sl].to(device), z_all[sl].to(device), m_all[sl].to(device)
-            per_token = loss_terms(net, x0, zt, times[sl].to(device), schedule, amp)
+            per_token = loss_terms(net, x0, zt, times[sl].to(device), schedule, amp,
+                                   compiled=cfg.compile)
             loss = (per_token * m).sum() / denom.to(device) * dist_info.world
             loss.backward()
             step_loss += float(loss.detach()) / dist_info.world
