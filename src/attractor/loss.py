@@ -17,8 +17,6 @@ float32 or higher, outside any bf16 autocast region.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from attractor.errors import require
@@ -86,8 +84,3 @@ def stratified_times(n: int, generator: torch.Generator, eps: float = 1e-3,
     offset = torch.arange(n, device=device, dtype=u.dtype) / n
     u = (u / n + offset) % 1.0
     return (1.0 - eps) * u + eps
-
-
-def log_uniform_nats(vocab_size: int) -> float:
-    """log K: the entropy of the uniform distribution over K ids, in nats."""
-    return math.log(vocab_size)

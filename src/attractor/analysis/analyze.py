@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -191,7 +190,3 @@ def _examples(runs: list[RunResults]) -> dict:
         for r in {group[0].name: group[0], group[-1].name: group[-1]}.values():
             out[r.name] = r.examples
     return out
-
-
-def finite_or_none(x: float | None) -> float | None:
-    return x if x is not None and math.isfinite(x) else None

@@ -8,7 +8,7 @@ training sets are subsets of larger ones) and the model config.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 from attractor.data import DataConfig
 from attractor.errors import UserError, require
@@ -91,7 +91,3 @@ def paper_spaced_sizes(pool: int, smallest: int = 32, n_log: int = 5, n_linear: 
                            / (n_log - 1))) for i in range(n_log)] if n_log > 1 else [smallest]
     linear = [round(top_log + (pool - top_log) * (i + 1) / n_linear) for i in range(n_linear)]
     return tuple(sorted(set(logs + linear)))
-
-
-def with_sizes(cfg: SweepConfig, sizes) -> SweepConfig:
-    return replace(cfg, sizes=tuple(int(s) for s in sizes))
