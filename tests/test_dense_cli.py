@@ -27,8 +27,15 @@ def _check_run(out, kind):
         assert row["delta_m"] == pytest.approx(results["thresholds"]["memorised"] * row["spacing"])
     for row in results["exact"]:
         assert row["minima"] == row["memorised_minima"] + row["off_data_minima"] >= 1
+        assert row["off_data_minima"] == (row["merged_pair_minima"] + row["split_pair_minima"]
+                                          + row["unexplained_off_data_minima"])
+        assert row["resolvable"] == (row["gap_sigma"] > results["merge_gap_sigma"])
+    by_k = results["exact_by_k"]
+    assert [r["K"] for r in by_k] == sorted({r["K"] for r in results["exact"]})
+    assert sum(r["sets"] for r in by_k) == len(results["exact"])
     page = (out / "report.html").read_text()
     assert "data:image/png;base64" in page and "http" not in page
+    assert "merged pair" in page and "unexplained_off_data_minima" in page
     (out / "report.html").unlink()
     assert render_directory(out).is_file()
     return results

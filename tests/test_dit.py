@@ -93,3 +93,19 @@ def test_unknown_or_bad_config_is_a_user_error():
         get_model_config("huge")
     with pytest.raises(UserError, match="heads"):
         get_model_config("tiny", heads=3)
+
+
+def test_explicit_bf16_attention_matches_the_fused_kernel(gen):
+    from attractor.model.dit import attention
+
+    q, k, v = (torch.randn(2, 3, 17, 8, generator=gen, requires_grad=True) for _ in range(3))
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    assert torch.equal(attention(q, k, v), ref)                     # float32: the fused kernel
+    low = [x.detach().bfloat16().requires_grad_() for x in (q, k, v)]
+    out = attention(*low)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), ref, atol=3e-2, rtol=3e-2)
+    out.float().square().sum().backward()
+    ref.square().sum().backward()
+    for a, b in zip(low, (q, k, v), strict=True):
+        torch.testing.assert_close(a.grad.float(), b.grad, atol=5e-2, rtol=5e-2)

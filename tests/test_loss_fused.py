@@ -65,3 +65,16 @@ def test_compiled_kernels_give_the_same_loss_and_gradient(gen):
     compiled = _value_and_grad(lambda *a: fused_nelbo_per_token(*a, compiled=True), *case, w)
     for a, b in zip(eager, compiled, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_bf16_logits_are_read_in_float32(gen, monkeypatch):
+    """bf16 logits (autocast): the loss is the float32 loss of the same values, the gradient that
+    gradient rounded to bf16."""
+    monkeypatch.setattr(loss_fused, "CHUNK_ELEMENTS", 4 * 301)
+    logits, *rest = _case(gen, 301, torch.bfloat16)
+    w = torch.rand(rest[0].shape, generator=gen)
+    out, grad = _value_and_grad(fused_nelbo_per_token, logits, *rest, w)
+    ref, ref_grad = _value_and_grad(fused_nelbo_per_token, logits.float(), *rest, w)
+    assert out.dtype == torch.float32 and grad.dtype == torch.bfloat16
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(grad.float(), ref_grad.bfloat16().float(), rtol=1e-2, atol=1e-6)

@@ -77,6 +77,18 @@ TRAIN_ARGS = ["--num-train", "48", "--steps", "40", "--batch-size", "16", "--cor
               "--precision", "fp32", "--no-progress"]
 
 
+def test_compile_changes_speed_not_results(tmp_path):
+    """torch.compile of the denoiser and loss kernels: same seeded metrics and weights."""
+    runs = {c: train_small(tmp_path / str(c), 64, 8, compile=c, eval_sequences=32)
+            for c in (False, True)}
+    for key in ("final_train_loss", "train_nelbo", "test_nelbo"):
+        assert runs[True][key] == pytest.approx(runs[False][key], rel=1e-4), key
+    plain, compiled = (load_file(str(tmp_path / str(c) / "checkpoint" / "model.safetensors"))
+                       for c in (False, True))
+    for name, w in plain.items():
+        torch.testing.assert_close(compiled[name], w, rtol=1e-4, atol=1e-5)
+
+
 def test_kill_and_resume_is_bit_identical(tmp_path):
     full, killed = tmp_path / "full", tmp_path / "killed"
     assert cli("train", "--out", str(full), *TRAIN_ARGS).returncode == 0

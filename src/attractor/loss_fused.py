@@ -44,12 +44,38 @@ def _grad_kernel(logits, lse, beta, coef_p, coef_g):
     return (p * coef_p[:, None] + bp / (1 + bp) * coef_g[:, None]).to(logits.dtype)
 
 
+def _stats_chunk(x, beta, b1, b2):
+    """:func:`_stats_kernel` on one chunk in two preallocated (n, K) buffers of the working dtype,
+    with no allocation: p = exp(x - m) / Z, h = log1p(beta p), g = beta p / (1 + beta p)."""
+    m = x.amax(dim=-1, keepdim=True).to(b1.dtype)
+    torch.sub(x, m, out=b1).exp_()                                       # exp(x - m)
+    z = b1.sum(-1, keepdim=True)
+    b1.mul_(beta[:, None] / z)                                           # beta p
+    h_sum = torch.log1p(b1, out=b2).sum(-1)
+    g_sum = b1.div_(torch.add(b1, 1.0, out=b2)).sum(-1)
+    return (m + z.log()).squeeze(-1), g_sum, h_sum
+
+
+def _grad_chunk(x, lse, beta, coef_p, coef_g, b1, b2):
+    """:func:`_grad_kernel` on one chunk into buffer ``b1`` (``b2`` is scratch); returns b1:
+    coef_p p + coef_g g = p (coef_p + coef_g beta / (1 + beta p))."""
+    torch.sub(x, lse[:, None], out=b1).exp_()                            # p
+    torch.mul(b1, beta[:, None], out=b2).add_(1.0)                       # 1 + beta p
+    torch.div((coef_g * beta)[:, None], b2, out=b2).add_(coef_p[:, None])
+    return b1.mul_(b2)
+
+
+def _buffers(n: int, K: int, dtype, device):
+    rows = min(n, max(1, CHUNK_ELEMENTS // K))
+    return [torch.empty(rows, K, dtype=dtype, device=device) for _ in range(2)]
+
+
 _COMPILED: dict = {}
 
 
 def _kernels(compiled: bool):
-    """Eager kernels (run on chunks, so temporaries stay small) or torch.compile'd ones (one fused
-    loop over the whole tensor, no temporaries at all)."""
+    """The pure kernels, torch.compile'd (one fused loop over the whole tensor, no temporaries);
+    eager runs use their in-place chunk versions instead."""
     if not compiled:
         return _stats_kernel, _grad_kernel
     if not _COMPILED:
@@ -90,9 +116,14 @@ class _FusedNELBO(torch.autograd.Function):
         G = torch.empty(N, dtype=torch.float64, device=logits.device)
         beta_w = (K * alpha / (1 - alpha)).to(work)
         stats, _ = _kernels(compiled)
+        bufs = None if compiled else _buffers(N, K, work, logits.device)
         for sl in _chunks(N, K, whole=compiled):
             # G and H are row sums of non-negative terms: exact to ~1e-7 relative in float32
-            lse[sl], g_sum, h_sum = stats(logits[sl], beta_w[sl])
+            if compiled:
+                lse[sl], g_sum, h_sum = stats(logits[sl], beta_w[sl])
+            else:
+                n = sl.stop - sl.start
+                lse[sl], g_sum, h_sum = _stats_chunk(logits[sl], beta_w[sl], *(b[:n] for b in bufs))
             G[sl], H[sl] = g_sum.double(), h_sum.double()
         logit_i = logits.gather(-1, zt[:, None])[:, 0].double()
         logit_x = logits.gather(-1, x0[:, None])[:, 0].double()
@@ -117,10 +148,18 @@ class _FusedNELBO(torch.autograd.Function):
         beta_w = beta.to(work)
         _, grad_kernel = _kernels(ctx.compiled)
         grad = torch.empty(N, K, dtype=logits.dtype, device=logits.device)
+        bufs = None if ctx.compiled else _buffers(N, K, work, logits.device)
         for sl in _chunks(N, K, whole=ctx.compiled):
-            grad[sl] = grad_kernel(logits[sl], lse[sl], beta_w[sl], coef_p[sl], coef_g[sl])
-        grad.scatter_add_(-1, zt[:, None], (A * g_i * go).to(grad.dtype)[:, None])
-        grad.scatter_add_(-1, x0[:, None], (B * g_x * go).to(grad.dtype)[:, None])
+            args = (logits[sl], lse[sl], beta_w[sl], coef_p[sl], coef_g[sl])
+            if ctx.compiled:
+                grad[sl] = grad_kernel(*args)
+            else:
+                grad[sl] = _grad_chunk(*args, *(b[: sl.stop - sl.start] for b in bufs))
+        # The two one-hot terms, one entry per row (index_put_: scatter_add_ on a bf16 tensor
+        # converts the whole (N, K) tensor to float32 and back, four times the logits' size).
+        rows = torch.arange(N, device=grad.device)
+        grad.index_put_((rows, zt), (A * g_i * go).to(grad.dtype), accumulate=True)
+        grad.index_put_((rows, x0), (B * g_x * go).to(grad.dtype), accumulate=True)
         return grad, None, None, None, None, None
 
 

@@ -3,6 +3,8 @@
 ``load_run(RUN_DIR)`` rebuilds the data pool from the saved config, checks it against the
 fingerprint saved in ``membership.json`` (so the ids mean the same sequences), loads the EMA
 weights into a DiT in eval mode and checks that the tokenizer matches the model's vocabulary.
+``precision="bf16"`` runs the denoiser under bf16 autocast (logits come back in bf16); the
+samplers and entropies read them chunk-wise in float32 and form posteriors in float64.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import torch
 
 from attractor.errors import UserError, require
 from attractor.io import read_json
+
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -29,6 +33,7 @@ class Run:
     schedule: object
     step: int
     device: torch.device
+    precision: str = "fp32"           # fp32 | bf16 (autocast of the denoiser's forward pass)
 
     @property
     def train_sequences(self) -> torch.Tensor:
@@ -39,12 +44,14 @@ class Run:
         return self.dataset.sequences[self.test_ids]
 
     def denoiser(self):
-        """zt (B, L) int64, sigma (B,) -> logits (B, L, K) float32, without gradients."""
-        model = self.model
+        """zt (B, L) int64, sigma (B,) -> logits (B, L, K), float32 or bf16, without gradients."""
+        model, device = self.model, self.device
+        bf16 = self.precision == "bf16"
 
         @torch.no_grad()
         def call(zt: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-            return model(zt.to(self.device), sigma.to(self.device)).float()
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+                return model(zt.to(device), sigma.to(device))
 
         return call
 
@@ -55,8 +62,10 @@ def is_run_dir(path: str | Path) -> bool:
 
 
 def load_run(run_dir: str | Path, device: str = "auto", weights: str = "ema",
-             cache_dir: str | Path | None = None) -> Run:
+             cache_dir: str | Path | None = None, precision: str = "fp32") -> Run:
     """Load a run directory written by ``attractor train``; see the module docstring."""
+    require(precision in PRECISIONS,
+            f"probe precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     from attractor.data import build_dataset, load_tokenizer
     from attractor.model import DiT
     from attractor.schedule import get_schedule
@@ -95,4 +104,4 @@ def load_run(run_dir: str | Path, device: str = "auto", weights: str = "ema",
                dataset=dataset, train_ids=torch.tensor(membership["train_ids"], dtype=torch.long),
                test_ids=torch.tensor(membership["test_ids"], dtype=torch.long),
                schedule=get_schedule(cfg.schedule), step=ckpt.checkpoint_step(run_dir) or 0,
-               device=dev)
+               device=dev, precision=precision)

@@ -39,6 +39,7 @@ from attractor.errors import require
 from attractor.forward import prior_sample
 from attractor.posterior import posterior_mixture
 from attractor.schedule import sigma_from_alpha
+from attractor.softmax_rows import log_normalizer, row_stats, sample
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -74,20 +75,11 @@ def time_grid(t0: torch.Tensor, steps: int, t_min: float) -> torch.Tensor:
     return t0[:, None] + (t_min - t0[:, None]) * frac[None, :]             # (B, steps + 1)
 
 
-def sample_categorical(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One draw per row of (..., K) probabilities: argmax p / E with E ~ Exp(1) (Gumbel-max).
-
-    Returns (...) int64. ``generator`` must live on ``probs.device``.
-    """
-    noise = torch.empty_like(probs).exponential_(generator=generator)
-    noise.clamp_min_(torch.finfo(noise.dtype).tiny)     # an exact 0 would give 0/0 at p = 0
-    return (probs / noise).argmax(dim=-1)
-
-
 def _logits(denoiser: Denoiser, zt: torch.Tensor, t: torch.Tensor, schedule) -> torch.Tensor:
-    """Denoiser logits at (z_t, sigma_t), float32 (B, L, K): the only K-wide tensor of a step."""
+    """Denoiser logits at (z_t, sigma_t), (B, L, K) float32 or bf16: the only K-wide tensor of a
+    step."""
     sigma = sigma_from_alpha(schedule.alpha(t.to(torch.float64))).to(torch.float32)
-    return denoiser(zt, sigma).float()
+    return denoiser(zt, sigma)
 
 
 def posterior_step(logits: torch.Tensor, zt: torch.Tensor, alpha_t: torch.Tensor,
@@ -96,30 +88,35 @@ def posterior_step(logits: torch.Tensor, zt: torch.Tensor, alpha_t: torch.Tensor
     """Draw z_s ~ p_theta(z_s | z_t) of eq. (2), or take its argmax, from the denoiser's logits.
 
     Uses the exact mixture form of :func:`attractor.posterior.posterior_mixture` (weights in
-    float64): stay at z_t, jump to a uniform id, or draw from x_theta = softmax(logits). Only the
-    positions whose draw falls on the x_theta component read their K logits again, so a step
-    costs one log-sum-exp pass over the logits plus a few rows. The argmax compares the z_t entry,
-    w_stay + w_x x[z_t], with the best other entry, w_x max_{k != z_t} x[k] (the uniform part adds
-    w_u / K to both); ties go to z_t. logits (B, L, K), zt (B, L) int64 -> (B, L) int64.
+    float64): stay at z_t, jump to a uniform id, or draw from x_theta = softmax(logits). A step
+    costs one chunked pass over the logits (:mod:`attractor.softmax_rows`: log Z, x_theta[z_t] and,
+    for the argmax, the best other id) plus work on the few rows that need their K logits again:
+    those whose draw falls on the x_theta component, or whose argmax leaves z_t. The argmax
+    compares the z_t entry, w_stay + w_x x[z_t], with the best other entry, w_x max_{k != z_t}
+    x[k] (the uniform part adds w_u / K to both); ties go to z_t.
+    logits (B, L, K) any float dtype, zt (B, L) int64 -> (B, L) int64.
     """
     K = logits.shape[-1]
-    lse = torch.logsumexp(logits, dim=-1)                                  # (B, L)
-    x_at_z = (logits.gather(-1, zt.unsqueeze(-1)).squeeze(-1) - lse).double().exp()
-    w_x, w_u, w_stay = posterior_mixture(x_at_z, alpha_t, alpha_s, K)
     if greedy:
-        top2 = logits.topk(2, dim=-1)                                      # (B, L, 2)
-        first_is_z = top2.indices[..., 0] == zt
-        best_other = torch.where(first_is_z, top2.indices[..., 1], top2.indices[..., 0])
-        other = torch.where(first_is_z, top2.values[..., 1], top2.values[..., 0])
-        other_x = (other - lse).double().exp()
-        return torch.where(w_stay + w_x * x_at_z >= w_x * other_x, zt, best_other)
+        stats = row_stats(logits, zt)
+        x_at_z = stats.prob_at_index()
+        w_x, _, w_stay = posterior_mixture(x_at_z, alpha_t, alpha_s, K)
+        leave = w_stay + w_x * x_at_z < w_x * stats.prob_best_other()       # (B, L) bool
+        out = zt.clone()
+        if bool(leave.any()):
+            rows = logits[leave].float()                                   # (n, K), n << B L
+            rows.scatter_(-1, zt[leave].unsqueeze(-1), float("-inf"))
+            out[leave] = rows.argmax(dim=-1)
+        return out
+    log_z = log_normalizer(logits)                                         # (B, L) float64
+    x_at_z = (logits.gather(-1, zt.unsqueeze(-1)).squeeze(-1).double() - log_z).exp()
+    w_x, w_u, w_stay = posterior_mixture(x_at_z, alpha_t, alpha_s, K)
     u = torch.rand(zt.shape, generator=generator, device=zt.device, dtype=torch.float64)
     uniform = torch.randint(0, K, zt.shape, generator=generator, device=zt.device)
     out = torch.where(u < w_stay, zt, uniform)
     from_x = u >= w_stay + w_u                                             # (B, L) bool
     if bool(from_x.any()):
-        rows = logits[from_x]                                              # (n, K), n << B L
-        out[from_x] = sample_categorical(torch.softmax(rows, dim=-1), generator)
+        out[from_x] = sample(logits[from_x], generator)                    # (n, K), n << B L
     return out
 
 

@@ -20,7 +20,7 @@ def _load(args: argparse.Namespace):
 
     from attractor.run import load_run
 
-    run = load_run(args.run_dir, device=args.device)
+    run = load_run(args.run_dir, device=args.device, precision=args.precision)
     return run, torch.Generator().manual_seed(args.seed)
 
 
@@ -122,6 +122,9 @@ def _common(p: argparse.ArgumentParser, num_sequences: int, steps: int | None) -
         p.add_argument("--steps", type=int, default=steps, help="reverse steps (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="denoiser forward passes in fp32 or under bf16 autocast; posteriors are "
+                        "float64 either way (default fp32)")
     p.add_argument("--max-batch", type=int, default=256, help="rows per denoiser call")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for CIs")
     p.add_argument("--overwrite", action="store_true", help="replace existing probe results")

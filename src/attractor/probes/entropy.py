@@ -19,27 +19,18 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from attractor import softmax_rows
 from attractor.errors import require
 from attractor.probes import common
 from attractor.probes.stats import auroc, summarize
 from attractor.schedule import sigma_from_alpha
 
 
-def token_entropy(logits: torch.Tensor, chunk_elements: int = 1 << 20) -> torch.Tensor:
-    """Eq. (13): (..., K) logits -> (...) float64 entropy of softmax(logits) in nats.
-
-    Computed in float64 over chunks of positions, so the float64 temporaries stay small however
-    large the vocabulary.
+def token_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Eq. (13): (..., K) logits (any float dtype) -> (...) float64 entropy of softmax(logits) in
+    nats, computed in row chunks without K-wide temporaries (:func:`attractor.softmax_rows.entropy`).
     """
-    K = logits.shape[-1]
-    flat = logits.reshape(-1, K)
-    out = torch.empty(flat.shape[0], dtype=torch.float64, device=logits.device)
-    step = max(1, chunk_elements // K)
-    for lo in range(0, flat.shape[0], step):
-        logp = flat[lo: lo + step].to(torch.float64).log_softmax(dim=-1)
-        p = logp.exp()
-        out[lo: lo + step] = -torch.where(p > 0, p * logp, torch.zeros_like(p)).sum(dim=-1)
-    return out.view(logits.shape[:-1])
+    return softmax_rows.entropy(logits)
 
 
 def sequence_entropy(token_h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

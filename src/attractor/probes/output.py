@@ -55,7 +55,8 @@ def write_probe(run, result, overwrite: bool = False, figures_on: bool = True) -
     out = probes_dir(run.directory)
     out.mkdir(exist_ok=True)
     payload = {**result.to_dict(), "run": str(run.directory), "checkpoint_step": run.step,
-               "num_train": len(run.train_ids), "device": str(run.device)}
+               "num_train": len(run.train_ids), "device": str(run.device),
+               "precision": run.precision}
     path = write_json(out / f"{name}.json", payload)
     write_jsonl(out / f"{name}.jsonl", result.rows)
     data = read_json(path)                        # figures see exactly what is on disk

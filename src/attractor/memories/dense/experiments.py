@@ -1,7 +1,8 @@
 """The two dense experiments, ``circle`` and ``digits``: run the sweeps, write OUT, render.
 
 Each writes into its output directory ``results.json`` (kind ``dense-circle`` or
-``dense-digits``, the config, every summary row, the thresholds in absolute and relative form and
+``dense-digits``, the config, every summary row, the per-K account of the exact minima
+``exact_by_k`` (:func:`merges.summarise_by_k`), the thresholds in absolute and relative form and
 the wall time), CSV tables, the PNG figures and ``report.html``.
 """
 
@@ -16,7 +17,7 @@ import torch
 
 from attractor.errors import require
 from attractor.io import write_csv, write_json
-from attractor.memories.dense import data, figures, sweeps
+from attractor.memories.dense import data, figures, merges, sweeps
 from attractor.memories.dense.score_model import ScoreModelConfig
 
 
@@ -160,13 +161,16 @@ def _prepare(out: str | Path, force: bool) -> Path:
 def _finish(out, kind, cfg, exact, minima, learned, entropy, entropy_rows, t0) -> Path:
     from attractor.memories.dense.report import render_report
 
+    exact_by_k = merges.summarise_by_k(exact)
     write_csv(out / "exact.csv", exact)
+    write_csv(out / "exact_by_k.csv", exact_by_k)
     write_csv(out / "learned.csv", learned)
     write_csv(out / "entropy.csv", entropy_rows)
     write_json(out / "minima.json", minima)
     write_json(out / "results.json", {
         "kind": kind, "config": asdict(cfg), "thresholds": cfg.generation.thresholds.to_dict(),
-        "exact": exact, "learned": learned, "entropy": entropy,
+        "exact": exact, "exact_by_k": exact_by_k, "merge_gap_sigma": merges.MERGE_GAP,
+        "learned": learned, "entropy": entropy,
         "wall_seconds": time.time() - t0, "threads": torch.get_num_threads(),
     })
     return render_report(out)

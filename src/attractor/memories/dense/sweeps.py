@@ -20,6 +20,7 @@ import torch
 from attractor.memories.dense import classify as cls
 from attractor.memories.dense import energy as am
 from attractor.memories.dense import entropy as ent
+from attractor.memories.dense import merges
 from attractor.memories.dense.data import nearest_neighbour_distances
 from attractor.memories.dense.samplers import euler_maruyama, noise_grid, probability_flow, sample
 from attractor.memories.dense.score_model import ScoreModel, ScoreModelConfig
@@ -27,7 +28,10 @@ from attractor.memories.dense.score_model import ScoreModel, ScoreModelConfig
 
 def exact_minima(patterns: torch.Tensor, sigma: float, starts: torch.Tensor,
                  thresholds: cls.Thresholds) -> tuple[dict, list[dict]]:
-    """Summary row and per-minimum rows of the exact energy at ``sigma`` for ``patterns``."""
+    """Summary row and per-minimum rows of the exact energy at ``sigma`` for ``patterns``.
+
+    The row also accounts for the off-data minima by two-well merges (:func:`merges.explain`).
+    """
     minima = am.find_minima(patterns, sigma, starts)
     delta = thresholds.absolute(patterns)
     dist = nearest_neighbour_distances(minima.points, patterns)
@@ -46,6 +50,7 @@ def exact_minima(patterns: torch.Tensor, sigma: float, starts: torch.Tensor,
         "lowest_eig_min": float(lowest.min()), "mean_radius": float(minima.points.norm(dim=1).mean()),
         "saddles": int((lowest < 0).sum()), "converged": minima.converged_fraction,
         "iterations": minima.iterations, **delta,
+        **merges.explain(minima.points, mem, lowest, patterns, sigma, delta["delta_m"]),
     }
     return summary, per
 

@@ -1,0 +1,132 @@
+"""Statistics of x_theta = softmax(logits) row by row, without K-wide temporaries.
+
+The reverse process (eq. 2) and the conditional entropy (eq. 13) need, per position, only a few
+numbers from its K logits: the log-normaliser, the logit of the current id z, the largest logit
+among the other ids, or the entropy. Whole-tensor ops would allocate (B, L, K) temporaries that,
+at K = 50258, cost as much as the denoiser's forward pass (a page fault per fresh page). Here rows
+are processed in chunks of about ``chunk_bytes`` through two preallocated float32 buffers, so
+nothing K-wide is allocated per step. With m = max_k l_k and d_k = l_k - m <= 0 (so every
+exp(d_k) lies in (0, 1]):
+
+    log Z = m + log Z',      Z' = sum_k exp(d_k)
+    H     = log Z' - sum_k exp(d_k) d_k / Z'                                            (eq. 13)
+
+A draw from softmax(l) is one uniform per row and the inverse of the float64 cumulative sum of
+exp(d_k), which needs no K-wide random numbers (Gumbel-max would draw K exponentials per row).
+
+The K-term sums use torch's cascade summation in float32 (relative error ~ 1e-7 log2 K); every
+result is returned in float64, in which the posterior weights are then formed.
+Shapes: logits (..., K) in any float dtype; results have shape (...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+CHUNK_BYTES = 4 * 1024**2
+
+
+def _chunks(logits: torch.Tensor, chunk_bytes: int, buffers: int):
+    """Yield (rows slice, (n, K) float32 view of the logits, [buffers x (n, K) float32 scratch])."""
+    K = logits.shape[-1]
+    flat = logits.reshape(-1, K)
+    step = max(1, min(flat.shape[0], chunk_bytes // (4 * K)))
+    scratch = [torch.empty(step, K, dtype=torch.float32, device=logits.device)
+               for _ in range(buffers + (flat.dtype != torch.float32))]
+    for lo in range(0, flat.shape[0], step):
+        sl = slice(lo, min(lo + step, flat.shape[0]))
+        bufs = [b[: sl.stop - lo] for b in scratch]
+        chunk = flat[sl]
+        if chunk.dtype != torch.float32:             # e.g. bf16 logits: one float32 copy
+            chunk = bufs.pop().copy_(chunk)
+        yield sl, chunk, bufs
+
+
+@dataclass(frozen=True)
+class RowStats:
+    """Per-row numbers of softmax(logits) that one reverse step needs, all float64, shape (...)."""
+
+    log_z: torch.Tensor                 # log sum_k exp(l_k)
+    at_index: torch.Tensor              # l_z, the logit of the given id z
+    best_other: torch.Tensor            # max_{k != z} l_k
+
+    def prob_at_index(self) -> torch.Tensor:
+        """x_theta[z]."""
+        return (self.at_index - self.log_z).exp()
+
+    def prob_best_other(self) -> torch.Tensor:
+        """max_{k != z} x_theta[k]."""
+        return (self.best_other - self.log_z).exp()
+
+
+def row_stats(logits: torch.Tensor, index: torch.Tensor,
+              chunk_bytes: int = CHUNK_BYTES) -> RowStats:
+    """log Z, the logit at ``index`` and the largest other logit of every row.
+
+    logits (..., K), index (...) int64 -> :class:`RowStats`.
+    """
+    shape, K = logits.shape[:-1], logits.shape[-1]
+    idx = index.reshape(-1, 1)
+    at = logits.reshape(-1, K).gather(-1, idx).squeeze(-1).to(torch.float64)
+    log_z = torch.empty(idx.shape[0], dtype=torch.float64, device=logits.device)
+    other = torch.empty_like(log_z)
+    for sl, chunk, (d,) in _chunks(logits, chunk_bytes, buffers=1):
+        m = chunk.amax(dim=-1, keepdim=True)
+        torch.sub(chunk, m, out=d)                                    # d_k = l_k - m
+        d.scatter_(-1, idx[sl], float("-inf"))                        # drop k = z ...
+        other[sl] = d.amax(dim=-1).to(torch.float64) + m.squeeze(-1)
+        z_rest = d.exp_().sum(dim=-1).to(torch.float64)               # ... and add it back
+        m64 = m.squeeze(-1).to(torch.float64)
+        log_z[sl] = m64 + (z_rest + (at[sl] - m64).exp()).log()
+    return RowStats(log_z.view(shape), at.view(shape), other.view(shape))
+
+
+def log_normalizer(logits: torch.Tensor, chunk_bytes: int = CHUNK_BYTES) -> torch.Tensor:
+    """log sum_k exp(l_k): (..., K) -> (...) float64."""
+    shape = logits.shape[:-1]
+    out = torch.empty(shape.numel(), dtype=torch.float64, device=logits.device)
+    for sl, chunk, (d,) in _chunks(logits, chunk_bytes, buffers=1):
+        m = chunk.amax(dim=-1, keepdim=True)
+        torch.sub(chunk, m, out=d)
+        out[sl] = m.squeeze(-1).to(torch.float64) + d.exp_().sum(dim=-1).to(torch.float64).log()
+    return out.view(shape)
+
+
+def entropy(logits: torch.Tensor, chunk_bytes: int = CHUNK_BYTES) -> torch.Tensor:
+    """Eq. (13): (..., K) logits -> (...) float64 entropy of softmax(logits) in nats."""
+    shape = logits.shape[:-1]
+    out = torch.empty(shape.numel(), dtype=torch.float64, device=logits.device)
+    lowest = torch.finfo(torch.float32).min
+    for sl, chunk, (d, e) in _chunks(logits, chunk_bytes, buffers=2):
+        m = chunk.amax(dim=-1, keepdim=True)
+        torch.sub(chunk, m, out=d).clamp_min_(lowest)  # so exp(d) d -> 0, its limit, at l = -inf
+        torch.exp(d, out=e)
+        z = e.sum(dim=-1).to(torch.float64)
+        tilt = e.mul_(d).sum(dim=-1).to(torch.float64)
+        out[sl] = (z.log() - tilt / z).clamp_min(0.0)
+    return out.view(shape)
+
+
+def sample(logits: torch.Tensor, generator: torch.Generator,
+           chunk_bytes: int = CHUNK_BYTES) -> torch.Tensor:
+    """One draw from softmax(l) per row by inverting its cumulative distribution.
+
+    logits (..., K) -> (...) int64. Draws u ~ U[0, 1) per row (float64, from ``generator``, which
+    must live on ``logits.device``) and returns the first k with C_k > u C_K, where
+    C_k = sum_{j <= k} exp(d_j) in float64; an id of zero probability is never returned.
+    """
+    shape, K = logits.shape[:-1], logits.shape[-1]
+    u = torch.rand(shape.numel(), generator=generator, dtype=torch.float64, device=logits.device)
+    out = torch.empty(shape.numel(), dtype=torch.long, device=logits.device)
+    cdf = None
+    for sl, chunk, (d,) in _chunks(logits, chunk_bytes // 2, buffers=1):
+        if cdf is None:
+            cdf = torch.empty(d.shape, dtype=torch.float64, device=logits.device)
+        c = cdf[: d.shape[0]]
+        torch.sub(chunk, chunk.amax(dim=-1, keepdim=True), out=d).exp_()
+        torch.cumsum(d, dim=-1, dtype=torch.float64, out=c)
+        target = (u[sl] * c[:, -1]).unsqueeze(-1)                          # (n, 1)
+        out[sl] = torch.searchsorted(c, target, right=True).squeeze(-1).clamp_max_(K - 1)
+    return out.view(shape)

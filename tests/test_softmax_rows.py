@@ -1,0 +1,83 @@
+"""Chunked softmax-row statistics against float64 whole-tensor formulas."""
+
+import math
+
+import pytest
+import torch
+
+from attractor.softmax_rows import entropy, log_normalizer, row_stats, sample
+
+
+def _logits(shape, K, scale, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, K, generator=g) * scale
+
+
+@pytest.mark.parametrize("K,scale,chunk_bytes", [(2, 1.0, 8), (7, 5.0, 64), (301, 3.0, 4096),
+                                                 (301, 30.0, 1 << 22)])
+def test_row_stats_match_float64_brute_force(K, scale, chunk_bytes):
+    logits = _logits((3, 5), K, scale)
+    z = torch.randint(0, K, (3, 5), generator=torch.Generator().manual_seed(1))
+    z[0, 0] = logits[0, 0].argmax()                     # z is the argmax: best other = 2nd largest
+    stats = row_stats(logits, z, chunk_bytes=chunk_bytes)
+    ref = logits.double()
+    log_z = ref.logsumexp(-1)
+    torch.testing.assert_close(stats.log_z, log_z, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(log_normalizer(logits, chunk_bytes), log_z, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(stats.at_index, ref.gather(-1, z[..., None]).squeeze(-1))
+    others = ref.scatter(-1, z[..., None], float("-inf")).amax(-1)
+    torch.testing.assert_close(stats.best_other, others)
+    p = ref.softmax(-1)
+    torch.testing.assert_close(stats.prob_at_index(), p.gather(-1, z[..., None]).squeeze(-1),
+                               rtol=1e-5, atol=1e-12)
+    torch.testing.assert_close(stats.prob_best_other(),
+                               p.scatter(-1, z[..., None], -1.0).amax(-1), rtol=1e-5, atol=1e-12)
+
+
+@pytest.mark.parametrize("K,scale,chunk_bytes", [(2, 1.0, 8), (5, 40.0, 40), (1000, 2.0, 1 << 14)])
+def test_entropy_matches_float64_brute_force(K, scale, chunk_bytes):
+    logits = _logits((4, 3), K, scale, seed=2)
+    logp = logits.double().log_softmax(-1)
+    brute = -(logp.exp() * logp).sum(-1)
+    torch.testing.assert_close(entropy(logits, chunk_bytes), brute, rtol=1e-5, atol=1e-7)
+
+
+def test_entropy_limits_and_minus_infinity():
+    K = 11
+    assert torch.allclose(entropy(torch.zeros(2, K)), torch.full((2,), math.log(K), dtype=torch.float64))
+    peaked = torch.full((1, K), float("-inf"))
+    peaked[0, 3] = 0.0
+    assert entropy(peaked).item() == 0.0                   # 0 log 0 = 0, not NaN
+    two = torch.full((1, K), float("-inf"))
+    two[0, :2] = 1.5
+    assert entropy(two).item() == pytest.approx(math.log(2), abs=1e-7)
+
+
+def test_bf16_logits_give_the_statistics_of_their_float32_values():
+    logits = _logits((2, 6), 50, 4.0, seed=3).bfloat16()
+    z = torch.zeros(2, 6, dtype=torch.long)
+    a, b = row_stats(logits, z, chunk_bytes=256), row_stats(logits.float(), z, chunk_bytes=256)
+    for name in ("log_z", "at_index", "best_other"):
+        torch.testing.assert_close(getattr(a, name), getattr(b, name))
+    torch.testing.assert_close(entropy(logits, 256), entropy(logits.float(), 256))
+
+
+@pytest.mark.parametrize("chunk_bytes", [16, 1 << 22])
+def test_sample_frequencies_match_softmax(chunk_bytes):
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05, 0.0], dtype=torch.float64)
+    n = 40000
+    logits = probs.log().float().expand(n, 5).clone()                 # log 0 = -inf
+    draws = sample(logits, torch.Generator().manual_seed(0), chunk_bytes)
+    freq = torch.bincount(draws, minlength=5).double() / n
+    se = (probs * (1 - probs) / n).sqrt()
+    assert bool(((freq - probs).abs() <= 4 * se + 1e-12).all()), freq
+    assert int((draws == 4).sum()) == 0                               # zero-probability ids never
+
+
+def test_sample_is_reproducible_and_keeps_the_batch_shape():
+    logits = _logits((3, 4), 50, 2.0, seed=5)
+    a = sample(logits, torch.Generator().manual_seed(7))
+    b = sample(logits.bfloat16(), torch.Generator().manual_seed(7))
+    assert a.shape == (3, 4) and a.dtype == torch.long
+    assert torch.equal(a, sample(logits, torch.Generator().manual_seed(7)))
+    assert (a == b).float().mean() > 0.8                    # bf16 rounding moves few draws
