@@ -73,11 +73,9 @@ def _buffers(n: int, K: int, dtype, device):
 _COMPILED: dict = {}
 
 
-def _kernels(compiled: bool):
-    """The pure kernels, torch.compile'd (one fused loop over the whole tensor, no temporaries);
-    eager runs use their in-place chunk versions instead."""
-    if not compiled:
-        return _stats_kernel, _grad_kernel
+def _compiled_kernels():
+    """The pure kernels through torch.compile: one fused loop over the whole tensor each, no
+    temporaries (compiled on first use). Eager runs use the in-place chunk versions instead."""
     if not _COMPILED:
         _COMPILED["stats"] = torch.compile(_stats_kernel, dynamic=None)
         _COMPILED["grad"] = torch.compile(_grad_kernel, dynamic=None)
@@ -115,7 +113,7 @@ class _FusedNELBO(torch.autograd.Function):
         H = torch.empty(N, dtype=torch.float64, device=logits.device)
         G = torch.empty(N, dtype=torch.float64, device=logits.device)
         beta_w = (K * alpha / (1 - alpha)).to(work)
-        stats, _ = _kernels(compiled)
+        stats = _compiled_kernels()[0] if compiled else None
         bufs = None if compiled else _buffers(N, K, work, logits.device)
         for sl in _chunks(N, K, whole=compiled):
             # G and H are row sums of non-negative terms: exact to ~1e-7 relative in float32
@@ -146,7 +144,7 @@ class _FusedNELBO(torch.autograd.Function):
         coef_p = (-(A * g_i + B * g_x + C * G) * go).to(work)
         coef_g = (C * go).to(work)
         beta_w = beta.to(work)
-        _, grad_kernel = _kernels(ctx.compiled)
+        grad_kernel = _compiled_kernels()[1] if ctx.compiled else None
         grad = torch.empty(N, K, dtype=logits.dtype, device=logits.device)
         bufs = None if ctx.compiled else _buffers(N, K, work, logits.device)
         for sl in _chunks(N, K, whole=ctx.compiled):

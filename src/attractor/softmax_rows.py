@@ -29,19 +29,22 @@ CHUNK_BYTES = 4 * 1024**2
 
 
 def _chunks(logits: torch.Tensor, chunk_bytes: int, buffers: int):
-    """Yield (rows slice, (n, K) float32 view of the logits, [buffers x (n, K) float32 scratch])."""
+    """Yield (rows slice, (n, K) view of the logits in their own dtype, [buffers x (n, K) float32
+    scratch]). Callers subtract a float32 row maximum into a buffer, which reads bf16 logits
+    as float32 without a separate conversion pass."""
     K = logits.shape[-1]
     flat = logits.reshape(-1, K)
     step = max(1, min(flat.shape[0], chunk_bytes // (4 * K)))
     scratch = [torch.empty(step, K, dtype=torch.float32, device=logits.device)
-               for _ in range(buffers + (flat.dtype != torch.float32))]
+               for _ in range(buffers)]
     for lo in range(0, flat.shape[0], step):
         sl = slice(lo, min(lo + step, flat.shape[0]))
-        bufs = [b[: sl.stop - lo] for b in scratch]
-        chunk = flat[sl]
-        if chunk.dtype != torch.float32:             # e.g. bf16 logits: one float32 copy
-            chunk = bufs.pop().copy_(chunk)
-        yield sl, chunk, bufs
+        yield sl, flat[sl], [b[: sl.stop - lo] for b in scratch]
+
+
+def _row_max(chunk: torch.Tensor) -> torch.Tensor:
+    """(n, K) -> (n, 1) float32 row maxima (exact: the maximum is one of the values)."""
+    return chunk.amax(dim=-1, keepdim=True).float()
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ def row_stats(logits: torch.Tensor, index: torch.Tensor,
     log_z = torch.empty(idx.shape[0], dtype=torch.float64, device=logits.device)
     other = torch.empty_like(log_z)
     for sl, chunk, (d,) in _chunks(logits, chunk_bytes, buffers=1):
-        m = chunk.amax(dim=-1, keepdim=True)
+        m = _row_max(chunk)
         torch.sub(chunk, m, out=d)                                    # d_k = l_k - m
         d.scatter_(-1, idx[sl], float("-inf"))                        # drop k = z ...
         other[sl] = d.amax(dim=-1).to(torch.float64) + m.squeeze(-1)
@@ -88,7 +91,7 @@ def log_normalizer(logits: torch.Tensor, chunk_bytes: int = CHUNK_BYTES) -> torc
     shape = logits.shape[:-1]
     out = torch.empty(shape.numel(), dtype=torch.float64, device=logits.device)
     for sl, chunk, (d,) in _chunks(logits, chunk_bytes, buffers=1):
-        m = chunk.amax(dim=-1, keepdim=True)
+        m = _row_max(chunk)
         torch.sub(chunk, m, out=d)
         out[sl] = m.squeeze(-1).to(torch.float64) + d.exp_().sum(dim=-1).to(torch.float64).log()
     return out.view(shape)
@@ -100,12 +103,14 @@ def entropy(logits: torch.Tensor, chunk_bytes: int = CHUNK_BYTES) -> torch.Tenso
     out = torch.empty(shape.numel(), dtype=torch.float64, device=logits.device)
     lowest = torch.finfo(torch.float32).min
     for sl, chunk, (d, e) in _chunks(logits, chunk_bytes, buffers=2):
-        m = chunk.amax(dim=-1, keepdim=True)
-        torch.sub(chunk, m, out=d).clamp_min_(lowest)  # so exp(d) d -> 0, its limit, at l = -inf
+        torch.sub(chunk, _row_max(chunk), out=d)
         torch.exp(d, out=e)
         z = e.sum(dim=-1).to(torch.float64)
-        tilt = e.mul_(d).sum(dim=-1).to(torch.float64)
-        out[sl] = (z.log() - tilt / z).clamp_min(0.0)
+        tilt = torch.linalg.vecdot(e, d)                               # sum_k exp(d_k) d_k
+        bad = tilt.isnan()                                             # exp(-inf) (-inf) = NaN,
+        if bool(bad.any()):                                            # whose limit is 0
+            tilt[bad] = (e[bad] * d[bad].clamp_min(lowest)).sum(dim=-1)
+        out[sl] = (z.log() - tilt.to(torch.float64) / z).clamp_min(0.0)
     return out.view(shape)
 
 
@@ -125,7 +130,7 @@ def sample(logits: torch.Tensor, generator: torch.Generator,
         if cdf is None:
             cdf = torch.empty(d.shape, dtype=torch.float64, device=logits.device)
         c = cdf[: d.shape[0]]
-        torch.sub(chunk, chunk.amax(dim=-1, keepdim=True), out=d).exp_()
+        torch.sub(chunk, _row_max(chunk), out=d).exp_()
         torch.cumsum(d, dim=-1, dtype=torch.float64, out=c)
         target = (u[sl] * c[:, -1]).unsqueeze(-1)                          # (n, 1)
         out[sl] = torch.searchsorted(c, target, right=True).squeeze(-1).clamp_max_(K - 1)

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from attractor.errors import require
 
-# Bytes the float64 (rows, L, K) tensors of one reverse step may take, about 6 live copies.
+# Bytes two float32 (rows, L, K) tensors of one reverse step may take: the logits and a copy.
 LOGITS_BUDGET_BYTES = 2 * 1024**3
 
 

@@ -142,8 +142,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
 
     torch.manual_seed(derive_seed(cfg.seed, "init"))    # model initialisation (same for all runs)
     model = DiT(cfg.model, data.vocab_size).to(device)
+    # fused: one kernel over all parameters (CPU and CUDA), ~7x faster than the multi-tensor
+    # implementation on the 50258 x d embedding and head here (benchmarks/train_profile.py)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
-                                  betas=(cfg.optim.beta1, cfg.optim.beta2), eps=cfg.optim.eps)
+                                  betas=(cfg.optim.beta1, cfg.optim.beta2), eps=cfg.optim.eps,
+                                  fused=True)
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
     start = 0
     found = ckpt.find_checkpoint(run_dir) if resume else None
