@@ -9,13 +9,7 @@ from attractor.memories.dense import classify as cls
 from attractor.memories.dense import energy as am
 from attractor.memories.dense import entropy as ent
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # small matrices: threads only cost
 
 
 PATTERNS = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dtype=torch.float64)

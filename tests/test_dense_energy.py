@@ -7,13 +7,7 @@ import torch
 
 from attractor.memories.dense import energy as am
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # small matrices: threads only cost
 
 
 def _setup(k=5, d=3, b=7, seed=0):

@@ -11,12 +11,7 @@ from attractor.memories.dense.classify import Thresholds
 SIGMA = 0.15
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # small matrices: threads only cost
 
 
 def _on_circle(angles) -> torch.Tensor:

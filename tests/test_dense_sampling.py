@@ -12,13 +12,7 @@ from attractor.memories.dense import energy as am
 from attractor.memories.dense.samplers import noise_grid, sample
 from attractor.memories.dense.score_model import ScoreModel, ScoreModelConfig
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # small matrices: threads only cost
 
 
 def _gaussian_score(s2):
