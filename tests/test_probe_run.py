@@ -83,6 +83,22 @@ def test_training_sequences_have_near_zero_conditional_entropy(run):
     assert summary["train"]["mean"] < summary["test"]["mean"]
 
 
+def test_bf16_probes_match_fp32_and_are_recorded(memorised_run, tmp_path):
+    """bf16 forward passes (autocast) give the same picture; the JSON says which was used."""
+    cfg = EntropyConfig(num_sequences=16, bootstrap=50)
+    means = {}
+    for precision in ("fp32", "bf16"):
+        r = run_entropy(load_run(memorised_run, device="cpu", precision=precision), cfg,
+                        torch.Generator().manual_seed(1), progress=False)
+        means[precision] = (r.summary[0]["train"]["mean"], r.summary[0]["test"]["mean"])
+    assert means["bf16"][0] == pytest.approx(means["fp32"][0], abs=0.5)     # nats per sequence
+    assert means["bf16"][1] == pytest.approx(means["fp32"][1], rel=0.1)
+    out = _copy(memorised_run, tmp_path)
+    assert main(["probe", "entropy", str(out), "--precision", "bf16", "--num-sequences", "4",
+                 "--bootstrap", "20", "--device", "cpu", "--quiet"]) == 0
+    assert json.loads((out / "probes" / "entropy.json").read_text())["precision"] == "bf16"
+
+
 def test_generation_is_graded_against_the_training_set(run):
     cfg = GenerateConfig(num_samples=16, sampler=SamplerConfig(steps=20), num_reference=32,
                          bootstrap=100)
