@@ -146,7 +146,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
     # implementation on the 50258 x d embedding and head here (benchmarks/train_profile.py)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
                                   betas=(cfg.optim.beta1, cfg.optim.beta2), eps=cfg.optim.eps,
-                                  fused=True)
+                                  fused=device.type in ("cpu", "cuda"))
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
     start = 0
     found = ckpt.find_checkpoint(run_dir) if resume else None
