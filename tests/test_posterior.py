@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from attractor.posterior import posterior
@@ -80,3 +81,20 @@ def test_posterior_step_samples_and_argmax_match_the_full_posterior(gen):
     a_s = a_t + (1 - a_t) * torch.rand(64, generator=gen)
     full = posterior(log_x.double().exp(), zt, a_t.double(), a_s.double())
     assert torch.equal(posterior_step(log_x, zt, a_t, a_s, gen, greedy=True), full.argmax(-1))
+
+
+@pytest.mark.parametrize("greedy", [False, True])
+def test_posterior_step_reads_bf16_logits_as_their_float32_values(greedy, monkeypatch):
+    """bf16 logits (probes under autocast) give exactly the step of the same values in float32,
+    whatever the chunking."""
+    from attractor import softmax_rows
+    from attractor.sampler import posterior_step
+
+    g = torch.Generator().manual_seed(3)
+    logits = (4 * torch.randn(6, 9, 301, generator=g)).bfloat16()
+    zt = torch.randint(0, 301, (6, 9), generator=g)
+    a_t, a_s = torch.full((6,), 0.2), torch.full((6,), 0.6)
+    ref = posterior_step(logits.float(), zt, a_t, a_s, torch.Generator().manual_seed(0), greedy)
+    monkeypatch.setattr(softmax_rows, "CHUNK_BYTES", 7 * 301 * 4)          # 7 rows: short last
+    out = posterior_step(logits, zt, a_t, a_s, torch.Generator().manual_seed(0), greedy)
+    assert torch.equal(out, ref)

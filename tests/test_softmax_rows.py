@@ -81,3 +81,18 @@ def test_sample_is_reproducible_and_keeps_the_batch_shape():
     assert a.shape == (3, 4) and a.dtype == torch.long
     assert torch.equal(a, sample(logits, torch.Generator().manual_seed(7)))
     assert (a == b).float().mean() > 0.8                    # bf16 rounding moves few draws
+
+
+def test_results_do_not_depend_on_the_chunking():
+    """Chunks of 1 row, 3 rows (a short last chunk) and all rows give the same numbers."""
+    logits = _logits((5, 2), 97, 3.0, seed=8)
+    z = torch.randint(0, 97, (5, 2), generator=torch.Generator().manual_seed(2))
+    sizes = (4 * 97, 3 * 4 * 97, 1 << 22)
+    draws = [sample(logits, torch.Generator().manual_seed(9), 2 * c) for c in sizes]
+    stats = [row_stats(logits, z, c) for c in sizes]
+    ents = [entropy(logits, c) for c in sizes]
+    for i in (1, 2):
+        assert torch.equal(draws[i], draws[0])
+        assert torch.equal(ents[i], ents[0])
+        for name in ("log_z", "at_index", "best_other"):
+            assert torch.equal(getattr(stats[i], name), getattr(stats[0], name))

@@ -3,7 +3,7 @@
 Large per-step tensors freed back to the system with glibc's malloc are page-faulted in again on
 every step; jemalloc or tcmalloc keep them. The fused loss (``loss_fused.py``) works in 4 MiB
 chunks, which glibc recycles itself, and on this project's 2-core CPU glibc then measured faster
-than jemalloc (tiny, bf16: 1,497 vs 1,265 tokens/s at K = 50258 and 4,471 vs 2,739 at
+than jemalloc (tiny, bf16: 1,584 vs 1,327 tokens/s at K = 50258 and 4,373 vs 2,722 at
 K = 4096; benchmarks/results/train_throughput.json). So the default is the system allocator; set
 ``ATTRACTOR_ALLOCATOR`` to try another, and the ``attractor`` command re-executes itself once
 with it in ``LD_PRELOAD`` (:func:`maybe_reexec`):

@@ -37,11 +37,14 @@ def _stats_kernel(logits: torch.Tensor, beta: torch.Tensor):
     return lse, (bp / (1 + bp)).sum(-1), torch.log1p(bp).sum(-1)
 
 
-def _grad_kernel(logits, lse, beta, coef_p, coef_g):
-    """coef_p p_k + coef_g g_k for every (token, k): the K-wide part of the backward pass."""
+def _grad_kernel(logits, lse, beta, coef_p, coef_g, zt, x0, hot_i, hot_x):
+    """dL/dlogit_k = coef_p p_k + coef_g g_k + hot_i [k = z_t] + hot_x [k = x0] for every
+    (token, k), in the working precision, rounded to the logits' dtype at the end."""
     p = torch.exp(logits.to(lse.dtype) - lse[:, None])
     bp = p * beta[:, None]
-    return (p * coef_p[:, None] + bp / (1 + bp) * coef_g[:, None]).to(logits.dtype)
+    k = torch.arange(logits.shape[-1], device=logits.device)
+    hot = (k == zt[:, None]) * hot_i[:, None] + (k == x0[:, None]) * hot_x[:, None]
+    return (p * coef_p[:, None] + bp / (1 + bp) * coef_g[:, None] + hot).to(logits.dtype)
 
 
 def _stats_chunk(x, beta, b1, b2):
@@ -145,19 +148,22 @@ class _FusedNELBO(torch.autograd.Function):
         coef_g = (C * go).to(work)
         beta_w = beta.to(work)
         grad_kernel = _compiled_kernels()[1] if ctx.compiled else None
+        # The two one-hot terms, one entry per row, added in the working precision before the
+        # gradient is rounded to the logits' dtype (index_put_: scatter_add_ on a bf16 tensor
+        # converts the whole (N, K) tensor to float32 and back).
+        hot_i, hot_x = (A * g_i * go).to(work), (B * g_x * go).to(work)
         grad = torch.empty(N, K, dtype=logits.dtype, device=logits.device)
         bufs = None if ctx.compiled else _buffers(N, K, work, logits.device)
         for sl in _chunks(N, K, whole=ctx.compiled):
             args = (logits[sl], lse[sl], beta_w[sl], coef_p[sl], coef_g[sl])
             if ctx.compiled:
-                grad[sl] = grad_kernel(*args)
-            else:
-                grad[sl] = _grad_chunk(*args, *(b[: sl.stop - sl.start] for b in bufs))
-        # The two one-hot terms, one entry per row (index_put_: scatter_add_ on a bf16 tensor
-        # converts the whole (N, K) tensor to float32 and back, four times the logits' size).
-        rows = torch.arange(N, device=grad.device)
-        grad.index_put_((rows, zt), (A * g_i * go).to(grad.dtype), accumulate=True)
-        grad.index_put_((rows, x0), (B * g_x * go).to(grad.dtype), accumulate=True)
+                grad[sl] = grad_kernel(*args, zt[sl], x0[sl], hot_i[sl], hot_x[sl])
+                continue
+            chunk = _grad_chunk(*args, *(b[: sl.stop - sl.start] for b in bufs))
+            rows = torch.arange(chunk.shape[0], device=chunk.device)
+            chunk.index_put_((rows, zt[sl]), hot_i[sl], accumulate=True)
+            chunk.index_put_((rows, x0[sl]), hot_x[sl], accumulate=True)
+            grad[sl] = chunk
         return grad, None, None, None, None, None
 
 

@@ -28,13 +28,13 @@ import torch
 CHUNK_BYTES = 4 * 1024**2
 
 
-def _chunks(logits: torch.Tensor, chunk_bytes: int, buffers: int):
+def _chunks(logits: torch.Tensor, chunk_bytes: int | None, buffers: int):
     """Yield (rows slice, (n, K) view of the logits in their own dtype, [buffers x (n, K) float32
     scratch]). Callers subtract a float32 row maximum into a buffer, which reads bf16 logits
     as float32 without a separate conversion pass."""
     K = logits.shape[-1]
     flat = logits.reshape(-1, K)
-    step = max(1, min(flat.shape[0], chunk_bytes // (4 * K)))
+    step = max(1, min(flat.shape[0], (chunk_bytes or CHUNK_BYTES) // (4 * K)))
     scratch = [torch.empty(step, K, dtype=torch.float32, device=logits.device)
                for _ in range(buffers)]
     for lo in range(0, flat.shape[0], step):
@@ -65,7 +65,7 @@ class RowStats:
 
 
 def row_stats(logits: torch.Tensor, index: torch.Tensor,
-              chunk_bytes: int = CHUNK_BYTES) -> RowStats:
+              chunk_bytes: int | None = None) -> RowStats:
     """log Z, the logit at ``index`` and the largest other logit of every row.
 
     logits (..., K), index (...) int64 -> :class:`RowStats`.
@@ -86,7 +86,7 @@ def row_stats(logits: torch.Tensor, index: torch.Tensor,
     return RowStats(log_z.view(shape), at.view(shape), other.view(shape))
 
 
-def log_normalizer(logits: torch.Tensor, chunk_bytes: int = CHUNK_BYTES) -> torch.Tensor:
+def log_normalizer(logits: torch.Tensor, chunk_bytes: int | None = None) -> torch.Tensor:
     """log sum_k exp(l_k): (..., K) -> (...) float64."""
     shape = logits.shape[:-1]
     out = torch.empty(shape.numel(), dtype=torch.float64, device=logits.device)
@@ -97,7 +97,7 @@ def log_normalizer(logits: torch.Tensor, chunk_bytes: int = CHUNK_BYTES) -> torc
     return out.view(shape)
 
 
-def entropy(logits: torch.Tensor, chunk_bytes: int = CHUNK_BYTES) -> torch.Tensor:
+def entropy(logits: torch.Tensor, chunk_bytes: int | None = None) -> torch.Tensor:
     """Eq. (13): (..., K) logits -> (...) float64 entropy of softmax(logits) in nats."""
     shape = logits.shape[:-1]
     out = torch.empty(shape.numel(), dtype=torch.float64, device=logits.device)
@@ -106,16 +106,14 @@ def entropy(logits: torch.Tensor, chunk_bytes: int = CHUNK_BYTES) -> torch.Tenso
         torch.sub(chunk, _row_max(chunk), out=d)
         torch.exp(d, out=e)
         z = e.sum(dim=-1).to(torch.float64)
-        tilt = torch.linalg.vecdot(e, d)                               # sum_k exp(d_k) d_k
-        bad = tilt.isnan()                                             # exp(-inf) (-inf) = NaN,
-        if bool(bad.any()):                                            # whose limit is 0
-            tilt[bad] = (e[bad] * d[bad].clamp_min(lowest)).sum(dim=-1)
-        out[sl] = (z.log() - tilt.to(torch.float64) / z).clamp_min(0.0)
+        d.clamp_min_(lowest)                       # so exp(d) d -> 0, its limit, at l = -inf
+        tilt = e.mul_(d).sum(dim=-1).to(torch.float64)                 # sum_k exp(d_k) d_k
+        out[sl] = (z.log() - tilt / z).clamp_min(0.0)
     return out.view(shape)
 
 
 def sample(logits: torch.Tensor, generator: torch.Generator,
-           chunk_bytes: int = CHUNK_BYTES) -> torch.Tensor:
+           chunk_bytes: int | None = None) -> torch.Tensor:
     """One draw from softmax(l) per row by inverting its cumulative distribution.
 
     logits (..., K) -> (...) int64. Draws u ~ U[0, 1) per row (float64, from ``generator``, which
@@ -126,7 +124,7 @@ def sample(logits: torch.Tensor, generator: torch.Generator,
     u = torch.rand(shape.numel(), generator=generator, dtype=torch.float64, device=logits.device)
     out = torch.empty(shape.numel(), dtype=torch.long, device=logits.device)
     cdf = None
-    for sl, chunk, (d,) in _chunks(logits, chunk_bytes // 2, buffers=1):
+    for sl, chunk, (d,) in _chunks(logits, (chunk_bytes or CHUNK_BYTES) // 2, buffers=1):
         if cdf is None:
             cdf = torch.empty(d.shape, dtype=torch.float64, device=logits.device)
         c = cdf[: d.shape[0]]

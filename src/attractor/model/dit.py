@@ -48,21 +48,23 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 # Longest sequence for which bf16 attention on a CPU is computed explicitly (see ``attention``).
-EXPLICIT_ATTENTION_MAX_LENGTH = 512
+EXPLICIT_ATTENTION_MAX_LENGTH = 128
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Bidirectional softmax(q k^T / sqrt(hd)) v: (B, H, L, hd) each -> (B, H, L, hd).
 
-    torch's fused kernel everywhere except bf16 on a CPU with L <= 512: there the fused kernel's
-    bf16 backward pass is about 3x slower (32 x 8 heads x L = 128) than two batched matrix products
-    around a float32 softmax, whose (B, H, L, L) scores are small at such lengths.
+    torch's fused kernel everywhere except bf16 on a CPU with L <= 128: there the fused kernel's
+    bf16 backward is slow, and the same attention written out in float32 (scores, softmax and
+    the product with v; only the result is rounded to bf16) takes 0.6x its time at 32 x 8 heads x
+    L = 128 (benchmarks/kernels.py). At L = 256 it is 2.5x slower, hence the cut-off.
     """
     L = q.shape[-2]
     if q.device.type != "cpu" or q.dtype != torch.bfloat16 or L > EXPLICIT_ATTENTION_MAX_LENGTH:
         return F.scaled_dot_product_attention(q, k, v)
-    scores = (q @ k.transpose(-1, -2)).float() * (q.shape[-1] ** -0.5)   # (B, H, L, L)
-    return scores.softmax(dim=-1).to(v.dtype) @ v
+    with torch.autocast(device_type="cpu", enabled=False):
+        scores = (q.float() @ k.float().transpose(-1, -2)) * (q.shape[-1] ** -0.5)  # (B, H, L, L)
+        return (scores.softmax(dim=-1) @ v.float()).to(v.dtype)
 
 
 class LayerNormNoBias(nn.Module):
