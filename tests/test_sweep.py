@@ -120,3 +120,13 @@ def test_config_validation():
         SweepConfig(sizes=()).validate()
     with pytest.raises(UserError):
         SweepConfig(sizes=(10, 10)).validate()
+    from dataclasses import replace
+
+    from attractor.sweep.config import ProbeSettings, sweep_config_from_dict
+
+    with pytest.raises(UserError, match="probe precision"):
+        SweepConfig(probes=replace(ProbeSettings(), precision="fp16")).validate()
+    # a sweep.json written before the probe precision existed reads as fp32, the same config
+    old = SweepConfig().to_dict()
+    del old["probes"]["precision"]
+    assert sweep_config_from_dict(old) == SweepConfig()

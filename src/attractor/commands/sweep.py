@@ -42,7 +42,8 @@ def config_from_args(args: argparse.Namespace):
                                              if data.corpus == "synthetic" else 100000)
     probes = replace(ProbeSettings(), num_sequences=args.probe_sequences,
                      reverse_steps=args.reverse_steps, num_samples=args.num_samples,
-                     generate_steps=args.generate_steps, entropy_sequences=args.entropy_sequences)
+                     generate_steps=args.generate_steps, entropy_sequences=args.entropy_sequences,
+                     precision=args.probe_precision)
     return SweepConfig(data=data, models=args.models, sizes=tuple(sizes), steps=args.steps,
                        batch_size=args.batch_size, seed=args.seed, precision=args.precision,
                        loss_on_padding=args.loss_on_padding, compile=args.compile,
@@ -97,6 +98,8 @@ def add_parser(sub) -> None:
     p.add_argument("--num-samples", type=int, default=128, help="generated samples (Exp. 3)")
     p.add_argument("--generate-steps", type=int, default=100, help="steps of generation")
     p.add_argument("--entropy-sequences", type=int, default=256, help="sequences for entropies")
+    p.add_argument("--probe-precision", choices=("fp32", "bf16"), default="fp32",
+                   help="probe forward passes in fp32 or under bf16 autocast (default fp32)")
     p.add_argument("--only", type=_names, default=None, help="run only these runs (see --plan)")
     p.add_argument("--only-index", type=int, default=None,
                    help="run only the plan's run with this index (e.g. a Slurm array task id)")

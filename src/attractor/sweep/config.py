@@ -28,6 +28,7 @@ class ProbeSettings:
     generate_steps: int = 100
     entropy_sequences: int = 256
     bootstrap: int = 1000
+    precision: str = "fp32"                     # denoiser forward passes: fp32 | bf16 (autocast)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class SweepConfig:
                 f"training sizes must be strictly increasing, got {list(self.sizes)}")
         require(len(set(self.models)) == len(self.models), "model configs are repeated")
         require(self.steps >= 1 and self.batch_size >= 1, "steps and batch size must be >= 1")
+        require(self.probes.precision in ("fp32", "bf16"),
+                f"probe precision must be fp32 or bf16, got {self.probes.precision!r}")
         from attractor.sweep.runner import probe_configs
 
         for probe in probe_configs(self.probes).values():

@@ -105,7 +105,8 @@ def run_one(out: Path, cfg: SweepConfig, planned: PlannedRun, data=None,
     todo = missing_probes(run_dir)
     if not todo:
         return status
-    run = load_run(run_dir, device=cfg.device, cache_dir=out / "cache")
+    run = load_run(run_dir, device=cfg.device, cache_dir=out / "cache",
+                   precision=cfg.probes.precision)
     runners = {"recovery_stochastic": run_recovery, "recovery_deterministic": run_recovery,
                "entropy": run_entropy, "generate": run_generate}
     configs = probe_configs(cfg.probes)
