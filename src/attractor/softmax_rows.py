@@ -4,8 +4,9 @@ The reverse process (eq. 2) and the conditional entropy (eq. 13) need, per posit
 numbers from its K logits: the log-normaliser, the logit of the current id z, the largest logit
 among the other ids, or the entropy. Whole-tensor ops would allocate (B, L, K) temporaries that,
 at K = 50258, cost as much as the denoiser's forward pass (a page fault per fresh page). Here rows
-are processed in chunks of about ``chunk_bytes`` through two preallocated float32 buffers, so
-nothing K-wide is allocated per step. With m = max_k l_k and d_k = l_k - m <= 0 (so every
+are processed in chunks of about ``chunk_bytes`` (4 MiB) through one or two chunk-sized float32
+buffers allocated once per call (plus a float64 one for draws), so nothing (B, L, K)-sized is
+allocated. With m = max_k l_k and d_k = l_k - m <= 0 (so every
 exp(d_k) lies in (0, 1]):
 
     log Z = m + log Z',      Z' = sum_k exp(d_k)
