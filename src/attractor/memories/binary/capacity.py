@@ -10,7 +10,7 @@ basin curves), the figures, results.json (kind ``am-capacity``) and report.html.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -30,12 +30,12 @@ from attractor.memories.binary.sweep import (
     RetrievalConfig,
     TrainingConfig,
     aggregate,
-    git_revision,
+    load_grid,
     map_points,
     point_rng,
-    prepare_output,
+    start_sweep,
     validate_load,
-    validate_workers,
+    write_results,
 )
 
 KIND = "am-capacity"
@@ -128,16 +128,8 @@ def run_capacity(
 
     Returns the path of results.json. The numbers do not depend on ``workers``.
     """
-    config.validate()
-    validate_workers(workers)
-    out = prepare_output(out, overwrite)
-    write_json(out / "config.json", asdict(config))
-    started = time.perf_counter()
-    grid = [
-        (alpha, seed)
-        for seed in range(config.seed, config.seed + config.n_seeds)
-        for alpha in config.alphas
-    ]
+    out, started = start_sweep(config, out, overwrite, workers)
+    grid = load_grid(config.seed, config.n_seeds, config.alphas)
     measured = map_points(partial(measure_point, config), grid, workers, "am capacity")
     rows = [row for row, _ in measured]
     points = [(row["alpha"], curves) for row, curves in measured]
@@ -148,16 +140,7 @@ def run_capacity(
     from attractor.memories.binary.figures import capacity_figures
 
     figures = capacity_figures(summary, config.models, out)
-    results = {
-        "kind": KIND,
-        "config": asdict(config),
-        "summary": summary,
-        "figures": figures,
-        "seconds": time.perf_counter() - started,
-        "workers": workers,
-        "git": git_revision(),
-    }
-    path = write_json(out / "results.json", results)
+    path = write_results(out, KIND, config, summary, figures, started, workers)
     from attractor.memories.binary.report import render_capacity_report
 
     render_capacity_report(out)

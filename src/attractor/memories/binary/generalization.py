@@ -11,14 +11,14 @@ rows.csv, summary.csv, the figures, results.json (kind ``am-generalization``) an
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from attractor.errors import require
-from attractor.io import write_csv, write_json
+from attractor.io import write_csv
 from attractor.memories.binary.couplings import HebbianMemory
 from attractor.memories.binary.data import (
     FeatureData,
@@ -40,12 +40,12 @@ from attractor.memories.binary.sweep import (
     RetrievalConfig,
     TrainingConfig,
     aggregate,
-    git_revision,
+    load_grid,
     map_points,
     point_rng,
-    prepare_output,
+    start_sweep,
     validate_load,
-    validate_workers,
+    write_results,
 )
 
 KIND = "am-generalization"
@@ -193,16 +193,8 @@ def run_generalization(
 
     Returns the path of results.json. The numbers do not depend on ``workers``.
     """
-    config.validate()
-    validate_workers(workers)
-    out = prepare_output(out, overwrite)
-    write_json(out / "config.json", asdict(config))
-    started = time.perf_counter()
-    grid = [
-        (alpha, seed)
-        for seed in range(config.seed, config.seed + config.n_seeds)
-        for alpha in config.alphas
-    ]
+    out, started = start_sweep(config, out, overwrite, workers)
+    grid = load_grid(config.seed, config.n_seeds, config.alphas)
     rows = map_points(partial(measure_point, config), grid, workers, "am generalization")
     summary = aggregate(rows)
     write_csv(out / "rows.csv", rows)
@@ -211,17 +203,10 @@ def run_generalization(
 
     models = ("pl", "hebb") if config.hebb else ("pl",)
     figures = generalization_figures(summary, config, models, out)
-    results = {
-        "kind": KIND,
-        "config": asdict(config),
-        "n_features": config.n_features if config.data != "digits" else 0,
-        "summary": summary,
-        "figures": figures,
-        "seconds": time.perf_counter() - started,
-        "workers": workers,
-        "git": git_revision(),
-    }
-    path = write_json(out / "results.json", results)
+    n_features = config.n_features if config.data != "digits" else 0
+    path = write_results(
+        out, KIND, config, summary, figures, started, workers, n_features=n_features
+    )
     from attractor.memories.binary.report import render_generalization_report
 
     render_generalization_report(out)

@@ -11,14 +11,16 @@ import contextlib
 import math
 import multiprocessing
 import subprocess
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from attractor.errors import require
+from attractor.io import write_json
 from attractor.memories.binary.dynamics import RULES
 from attractor.memories.binary.measures import flip_grid
 from attractor.memories.binary.pseudolikelihood import PseudoLikelihoodMemory
@@ -118,9 +120,26 @@ def _enter_limit_blas() -> None:
     _limit_blas().__enter__()  # a worker process keeps the limit for its whole life
 
 
+def load_grid(seed: int, n_seeds: int, alphas: Sequence[float]) -> list[tuple[float, int]]:
+    """Every (alpha, seed) point of a sweep, seed by seed."""
+    return [(alpha, s) for s in range(seed, seed + n_seeds) for alpha in alphas]
+
+
 def point_rng(seed: int, alpha: float) -> np.random.Generator:
     """Generator of one (seed, alpha) point; it does not depend on which other alphas are swept."""
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(round(alpha * 1e6),)))
+
+
+def start_sweep(config, out: str | Path, overwrite: bool, workers: int) -> tuple[Path, float]:
+    """Check ``config`` and ``workers``, create ``out`` and write its config.json.
+
+    Returns the directory and the time.perf_counter() at the start.
+    """
+    config.validate()
+    validate_workers(workers)
+    out = prepare_output(out, overwrite)
+    write_json(out / "config.json", asdict(config))
+    return out, time.perf_counter()
 
 
 def prepare_output(out: str | Path, overwrite: bool) -> Path:
@@ -152,6 +171,24 @@ def aggregate(rows: Iterable[dict], key: str = "alpha") -> list[dict]:
             out[f"{column}_sd"] = float(values.std(ddof=1)) if values.size > 1 else 0.0
         summary.append(out)
     return summary
+
+
+def write_results(
+    out: Path, kind: str, config, summary: list[dict], figures, started: float, workers: int,
+    **extra,
+) -> Path:
+    """results.json of a finished sweep (``started``: its time.perf_counter() at the start)."""
+    results = {
+        "kind": kind,
+        "config": asdict(config),
+        **extra,
+        "summary": summary,
+        "figures": figures,
+        "seconds": time.perf_counter() - started,
+        "workers": workers,
+        "git": git_revision(),
+    }
+    return write_json(out / "results.json", results)
 
 
 def git_revision() -> str | None:
