@@ -110,16 +110,61 @@ def test_worker_processes_give_the_same_numbers(tmp_path):
         (["am", "capacity", "--alphas", "-0.5"], "alpha = P/N must be > 0"),
         (["am", "capacity", "--n", "1"], "N must be >= 2"),
         (["am", "capacity", "--models", "pl,storkey"], "unknown model"),
-        (["am", "capacity", "--dynamics", "glauber"], "dynamics must be one of"),
+        (["am", "capacity", "--dynamics", "glauber"], "invalid choice: 'glauber'"),
+        (["am", "capacity", "--n", "0"], "N must be >= 2"),
+        (["am", "capacity", "--seed", "-1"], "must be >= 0"),
+        (["am", "generalization", "--seed", "-1"], "must be >= 0"),
+        (["am", "capacity", "--alphas", "0.1,,0.2"], "no empty item"),
+        (["am", "capacity", "--alphas", ""], "no empty item"),
+        (["am", "capacity", "--models", "pl,"], "no empty item"),
         (["am", "generalization", "--alphas", "20"], "distinct mixtures"),
         (["am", "generalization", "--data", "digits", "--n", "100"], "N = 64"),
-        (["am", "generalization", "--data", "mnist"], "unknown data"),
+        (["am", "generalization", "--data", "mnist"], "invalid choice: 'mnist'"),
         (["am", "generalization", "--data", "digits", "--alphas", "30"], "distinct images"),
         (["am", "capacity", "--workers", "0"], "--workers must be >= 1"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, capsys, argv, message):
-    assert main([*argv, "--out", str(tmp_path / "x")]) == 2
+    assert _exit_code([*argv, "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
-    assert not (tmp_path / "x" / "results.json").exists()
+    assert not (tmp_path / "x").exists()            # nothing written for bad input
+
+
+def _exit_code(argv) -> int:
+    """main's status, also for errors that argparse reports by exiting."""
+    try:
+        return main(argv)
+    except SystemExit as stop:
+        return stop.code
+
+
+def test_other_results_are_never_touched(tmp_path, capsys):
+    """A run, a sweep or another experiment in --out is refused before anything is written."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text('{"train": {}}')
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "sweep.json").write_text('{"kind": "sweep"}')
+    args = ["am", "capacity", "--n", "20", "--alphas", "0.1", "--models", "hebb", *FAST]
+    for target in (run, sweep):
+        before = {p.name: p.read_text() for p in target.iterdir()}
+        assert main([*args, "--out", str(target), "--overwrite"]) == 2
+        assert "holds no am-capacity results" in capsys.readouterr().err
+        assert {p.name: p.read_text() for p in target.iterdir()} == before
+    done = tmp_path / "done"
+    assert main([*args, "--out", str(done)]) == 0
+    gen = ["am", "generalization", "--n", "200", "--alphas", "0.05", *FAST]
+    assert main([*gen, "--out", str(done), "--overwrite"]) == 2
+    assert "(it holds am-capacity)" in capsys.readouterr().err
+    assert main([*args, "--out", str(done)]) == 2                   # same kind: needs --overwrite
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert main([*args, "--out", str(done), "--overwrite"]) == 0
+    (done / "results.json").unlink()                                # an unfinished run is redone
+    assert main([*args, "--out", str(done)]) == 0
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main([*args, "--out", str(afile)]) == 2
+    assert main([*args, "--out", str(afile / "sub")]) == 2
+    assert "not a directory" in capsys.readouterr().err and afile.read_text() == "x"

@@ -58,3 +58,10 @@ def test_auroc_and_spearman():
     assert tr.spearman(x, np.exp(x)) == pytest.approx(1.0)
     assert tr.spearman(x, -x ** 3) == pytest.approx(-1.0)
     assert tr.spearman(np.ones(5), x[:5]) is None
+
+
+def test_report_tables_show_undefined_values_as_a_dash():
+    from attractor.report.html import table
+
+    page = table([{"size": 32, "spearman": None, "auroc": float("nan"), "ok": True}])
+    assert "None" not in page and page.count("<td>–</td>") == 2 and "True" in page

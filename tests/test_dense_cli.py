@@ -65,10 +65,58 @@ def test_dense_digits_end_to_end(tmp_path):
     assert (out / "digits_samples.png").is_file()
 
 
-def test_bad_training_sizes_are_one_line_errors(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["dense", "circle", "--out", str(tmp_path), "--ks", "1,x"])
-    assert exit_info.value.code == 2
-    assert main(["dense", "circle", "--out", str(tmp_path / "o"), "--sigma", "0.1",
-                 "--memorised", "-1", "--quick"]) == 2
-    assert "thresholds must be positive" in capsys.readouterr().err
+@pytest.mark.parametrize("argv, message", [
+    (["--ks", "1,x"], "expected a number"),
+    (["--ks", "1,4"], "at least 2"),
+    (["--ks", "2,,4"], "no empty item"),
+    (["--memorised", "-1"], "must be > 0"),
+    (["--sigma", "0"], "must be > 0"),
+    (["--sigma", "-1"], "must be > 0"),
+    (["--threads", "-1"], "must be >= 0"),
+    (["--samples", "0"], "must be at least 1"),
+    (["--seed", "-1"], "must be >= 0"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, message):
+    out = tmp_path / "o"
+    try:
+        code = main(["dense", "circle", "--out", str(out), "--quick", *argv])
+    except SystemExit as stop:              # argparse reports bad types by exiting
+        code = stop.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_a_directory_of_other_results_is_refused_untouched(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text('{"train": {}}')
+    assert main(["dense", "circle", "--out", str(run), "--overwrite", *TINY]) == 2
+    assert "holds no dense-circle results" in capsys.readouterr().err
+    assert [p.name for p in run.iterdir()] == ["config.json"]
+    assert (run / "config.json").read_text() == '{"train": {}}'
+
+
+def test_config_errors_name_the_problem():
+    from attractor.memories.dense.experiments import CircleConfig
+
+    with pytest.raises(ValueError, match="must be > 0"):
+        CircleConfig(sigma=0.0)
+    with pytest.raises(ValueError, match="at least 2"):
+        CircleConfig(exact_ks=(1, 4))
+
+
+def test_help_states_the_config_defaults(capsys):
+    from attractor.memories.dense.experiments import CircleConfig, DigitsConfig
+
+    with pytest.raises(SystemExit):
+        main(["dense", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for cfg, name in ((CircleConfig(), "circle"), (DigitsConfig(), "digits")):
+        assert f"{name} {','.join(map(str, cfg.learned_ks))}" in text
+        assert f"{name} {','.join(map(str, cfg.exact_ks))}" in text
+        assert f"{name} {cfg.sigma:g}" in text
+        assert f"{name} {cfg.generation.samples}" in text
+        assert cfg.generation.model.iterations == 5000 and cfg.generation.method == "sde"
+        assert cfg.generation.thresholds.memorised == pytest.approx(1 / 3)
+        assert cfg.generation.thresholds.spurious == pytest.approx(1 / 3) and cfg.seed == 0

@@ -151,6 +151,13 @@ def test_cli_writes_results_and_refuses_to_overwrite(memorised_run, tmp_path, ca
     assert "--overwrite" in capsys.readouterr().err
     assert main(args + ["--overwrite"]) == 0
     assert main(["report", str(out)]) == 0
+    (out / "report.html").unlink()
+    assert main(["report", str(run_dir)]) == 0          # a run's directory reports its probes
+    assert (out / "report.html").is_file()
+    both = [a for a in args if a not in ("--experiment", "deterministic")]
+    capsys.readouterr()
+    assert main(both) == 2                              # one of the two exists: say what to do
+    assert "--experiment stochastic" in capsys.readouterr().err
 
 
 def _error(args, capsys) -> str:
@@ -163,6 +170,14 @@ def _error(args, capsys) -> str:
 
 def test_one_line_errors(memorised_run, tmp_path, capsys):
     assert "not a run directory" in _error(["probe", "entropy", str(tmp_path)], capsys)
+    for bad in (["recovery", "--times", ""], ["recovery", "--fractions", "0.3,,0.5"],
+                ["recovery", "--examples", "-1"], ["entropy", "--num-sequences", "0"],
+                ["generate", "--seed", "-1"]):
+        with pytest.raises(SystemExit) as stop:         # argparse: one line, exit 2
+            main(["probe", bad[0], str(memorised_run), *bad[1:]])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err, bad
+    assert main(["probe"]) == 2 and "recovery" in capsys.readouterr().out
     err = _error(["probe", "recovery", str(memorised_run), "--times", "0,0.5"], capsys)
     assert "outside (0, 1]" in err
     err = _error(["probe", "recovery", str(memorised_run), "--experiment", "deterministic",

@@ -104,6 +104,23 @@ def test_bad_sweeps_get_one_line_errors(tmp_path):
     (tmp_path / "c").mkdir()
     assert "nothing to report" in _error(cli("report", str(tmp_path / "c")))
     assert "no finished runs" in _error(cli("report", str(tmp_path / "b")))
+    assert "whole number" in _error(cli("sweep", "--out", str(tmp_path / "a"), "--sizes", "8.7"))
+    assert "drop --steps" in _error(cli("sweep", "--out", str(tmp_path / "b"), "--resume-config",
+                                        "--steps", "999", "--only", "nano-n16"))
+    assert not (tmp_path / "a").exists()
+
+
+def test_a_failed_sweep_start_leaves_nothing_that_blocks_the_fix(tmp_path):
+    """Every check runs before sweep.json is written, so the corrected command is accepted."""
+    out = tmp_path / "s"
+    too_big = [*TINY[2:], "--sizes", "16,100000"]
+    assert "exceeds" in _error(cli("sweep", "--out", str(out), "--plan", *too_big))
+    assert "device" in _error(cli("sweep", "--out", str(out), "--plan", *TINY, "--device", "tpu"))
+    assert not (out / "sweep.json").exists()
+    assert cli("sweep", "--out", str(out), "--plan", *TINY).returncode == 0
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert "not a directory" in _error(cli("sweep", "--out", str(afile), "--plan", *TINY))
 
 
 def test_default_sizes_are_log_then_linear():

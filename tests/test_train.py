@@ -128,10 +128,35 @@ def _one_line_error(result):
     (["--num-train", "100000", "--corpus-size", "600", "--test-size", "16"], "training sequences"),
     (["--block-length", "1"], "block length"),
     (["--model", "gigantic"], "unknown model config"),
+    (["--weight-decay", "-1"], "weight decay"),
+    (["--device", "tpu"], "device"),
+    (["--seed", "-1"], "must be >= 0"),
 ])
 def test_bad_training_arguments(tmp_path, args, message):
     line = _one_line_error(cli("train", "--out", str(tmp_path / "r"), "--steps", "2", *args))
     assert message in line
+    assert not (tmp_path / "r").exists()         # checked before anything is written
+
+
+def test_paths_in_the_way_are_one_line_errors(tmp_path, capsys):
+    from attractor.cli import main
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out in (afile, afile / "sub"):
+        assert main(["train", "--out", str(out), "--steps", "2", "--no-progress",
+                     "--corpus-size", "300", "--test-size", "16"]) == 2
+        err = capsys.readouterr().err
+        assert "not a directory" in err.lower() and err.count("\n") == 1, err
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "config.json").write_text("{bad")
+    assert main(["train", "--out", str(damaged), "--resume"]) == 2
+    assert "is not valid JSON" in capsys.readouterr().err
+    (damaged / "config.json").write_text('{"kind": "am-capacity"}')
+    assert main(["train", "--out", str(damaged), "--resume"]) == 2
+    assert "holds no training config" in capsys.readouterr().err
+    assert afile.read_text() == "x"
 
 
 def test_bad_corpora(tmp_path):

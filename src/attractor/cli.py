@@ -28,8 +28,35 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+# What to do after Ctrl-C, per command: finished work is kept and the rest resumes.
+RESUME_HINTS = {
+    "train": "; continue with the same command and --resume",
+    "sweep": "; run the same command again to continue (finished runs and probes are kept)",
+    "demo": "; run the same command again to continue (finished runs and probes are kept)",
+}
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Adds "(default X)" to every option's help that does not state its default already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        # default_from: a callable giving the effective default, evaluated only for --help
+        default = getattr(action, "default_from", lambda: action.default)()
+        if ("default" in text or not action.option_strings or default is None
+                or isinstance(default, bool) or default is argparse.SUPPRESS):
+            return text
+        if isinstance(default, (tuple, list)):
+            default = ",".join(str(v) for v in default)
+        return f"{text} (default {str(default).replace('%', '%%')})".strip()
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (no usage dump) so bad input reads like every other error."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # noqa: D401 - argparse API
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -64,8 +91,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"attractor: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("attractor: interrupted", file=sys.stderr)
+        print(f"\nattractor: interrupted{RESUME_HINTS.get(args.command, '')}", file=sys.stderr)
         return 130
+    except OSError as err:              # a path the system refused: say which, in one line
+        where = f": {err.filename}" if err.filename else ""
+        print(f"attractor: error: {err.strerror or err}{where}", file=sys.stderr)
+        return 2
     except BrokenPipeError:             # output piped into e.g. head: not an error
         sys.stderr.close()
         return 0

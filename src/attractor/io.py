@@ -1,7 +1,9 @@
-"""Small file helpers shared by every experiment: atomic JSON, JSON lines, CSV.
+"""Small file helpers shared by every experiment: atomic JSON, JSON lines, CSV, output folders.
 
 Results are never half-written: each writer goes to a temporary file in the same directory and
-renames it into place.
+renames it into place. Results are never overwritten by another experiment either:
+:func:`prepare_results_dir` only writes into a folder that is new, empty, or holds results of
+the same kind.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from attractor.errors import UserError, require
 
 
 def _clean(value: Any) -> Any:
@@ -38,7 +42,58 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """The JSON in ``path``; a file that is not valid JSON is a one-line :class:`UserError`."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path} is not valid JSON ({err.msg}, line {err.lineno}); "
+                        "it may be damaged") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a UTF-8 JSON file; it may be damaged") from None
+
+
+def make_dir(path: str | os.PathLike) -> Path:
+    """Create the folder ``path`` (and its parents); a file in the way is a one-line error."""
+    path = Path(path)
+    require(not path.exists() or path.is_dir(), f"{path} exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create the directory {path}: {err.strerror}") from None
+    return path
+
+
+def results_kind(out: Path) -> str | None:
+    """The ``kind`` of ``out``'s results.json or, for an unfinished one, of its config.json."""
+    for name in ("results.json", "config.json"):
+        try:
+            saved = json.loads((out / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(saved, dict) and isinstance(saved.get("kind"), str):
+            return saved["kind"]
+    return None
+
+
+def prepare_results_dir(out: str | os.PathLike, kind: str, overwrite: bool,
+                        config: Mapping[str, Any]) -> Path:
+    """Make ``out`` ready for results of ``kind`` and write its config.json first.
+
+    Accepted: a new or empty folder; one holding an unfinished experiment of the same kind (its
+    config.json says so; it is redone); one holding finished results of the same kind, with
+    ``overwrite``. Anything else, e.g. a training run or a sweep, is refused untouched.
+    """
+    out = Path(out)
+    require(not out.exists() or out.is_dir(), f"{out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        found = results_kind(out)
+        require(found == kind, f"{out} is not empty and holds no {kind} results"
+                + (f" (it holds {found})" if found else "") + "; choose another --out")
+        require(overwrite or not (out / "results.json").exists(),
+                f"{out} already holds results; choose another --out or pass --overwrite")
+    make_dir(out)
+    write_json(out / "config.json", {"kind": kind, "config": config})
+    return out
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> Path:

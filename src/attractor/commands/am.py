@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from attractor.commands.args import floats, names, nonnegative_int, positive_int
 from attractor.errors import UserError
 
 DIGITS_N = 64
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from err
 
 
 def _shared(args: argparse.Namespace) -> dict:
@@ -32,8 +26,8 @@ def _shared(args: argparse.Namespace) -> dict:
 def run_capacity_command(args: argparse.Namespace) -> int:
     from attractor.memories.binary.capacity import CapacityConfig, run_capacity
 
-    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
-    config = CapacityConfig(n=args.n or 400, models=models, **_shared(args))
+    n = 400 if args.n is None else args.n
+    config = CapacityConfig(n=n, models=args.models, **_shared(args))
     path = run_capacity(config, args.out, args.overwrite, args.workers)
     print(f"results: {path}\nreport: {path.parent / 'report.html'}")
     return 0
@@ -44,7 +38,7 @@ def run_generalization_command(args: argparse.Namespace) -> int:
 
     if args.data == "digits" and args.n not in (None, DIGITS_N):
         raise UserError(f"the 8x8 digits fix N = {DIGITS_N}; drop --n")
-    n = args.n or (DIGITS_N if args.data == "digits" else 400)
+    n = args.n if args.n is not None else (DIGITS_N if args.data == "digits" else 400)
     config = GeneralizationConfig(
         data=args.data,
         n=n,
@@ -59,27 +53,34 @@ def run_generalization_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _common(p: argparse.ArgumentParser, out: str) -> None:
-    p.add_argument("--out", default=out, help="output directory (default %(default)s)")
+def _common(p: argparse.ArgumentParser, out: str, alphas: str, n_help: str) -> None:
+    p.add_argument("--out", default=out, help="output directory")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
-    p.add_argument("--n", type=int, default=None, help="neurons N (default 400; 64 for digits)")
-    p.add_argument("--alphas", type=_floats, default=None, help="loads P/N, comma-separated")
-    p.add_argument("--seeds", type=int, default=3, help="seeds per load (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="first seed (default %(default)s)")
+    p.add_argument("--n", type=int, default=None, help=n_help)
+    p.add_argument("--alphas", type=floats, default=None,
+                   help=f"loads P/N, comma-separated (default {alphas})")
+    p.add_argument("--seeds", type=positive_int, default=3, help="seeds per load")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="first seed")
     p.add_argument("--beta", type=float, default=0.1, help="PL inverse temperature")
     p.add_argument("--lr", type=float, default=100.0, help="PL learning rate")
     p.add_argument("--epochs", type=int, default=400, help="PL full-batch epochs")
     p.add_argument("--clip", type=float, default=20.0, help="PL gradient-norm clip")
-    p.add_argument("--dynamics", default="sync", help="sync or async zero-temperature retrieval")
+    p.add_argument("--dynamics", choices=("sync", "async"), default="sync",
+                   help="zero-temperature retrieval, all sites at once or one at a time")
     p.add_argument("--max-steps", type=int, default=30, help="steps (sync) or sweeps (async)")
     p.add_argument("--trials", type=int, default=100, help="basin trials per flipped fraction")
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        help="processes over (alpha, seed) points; results do not depend on it",
-    )
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes over (alpha, seed) points; results do not depend on it")
     p.add_argument("--flip-step", type=float, default=0.025, help="flipped-fraction grid step")
+
+
+def _defaults(sweep: str) -> str:
+    """The default load grid of ``sweep``, as --help shows it."""
+    from attractor.memories.binary.capacity import CapacityConfig
+    from attractor.memories.binary.generalization import GeneralizationConfig
+
+    config = CapacityConfig() if sweep == "capacity" else GeneralizationConfig()
+    return ",".join(f"{a:g}" for a in config.alphas)
 
 
 def add_parser(sub) -> None:
@@ -88,12 +89,15 @@ def add_parser(sub) -> None:
     cap = am.add_parser(
         "capacity", help="basins of random patterns vs load: PL, Hebb, pseudo-inverse"
     )
-    _common(cap, "am-capacity")
-    cap.add_argument("--models", default="pl,hebb,pinv", help="subset of pl,hebb,pinv")
+    _common(cap, "am-capacity", _defaults("capacity"), "neurons N (default 400)")
+    cap.add_argument("--models", type=names, default=("pl", "hebb", "pinv"),
+                     help="subset of pl,hebb,pinv")
     cap.set_defaults(func=run_capacity_command)
     gen = am.add_parser("generalization", help="train vs unseen-test attractors vs load")
-    _common(gen, "am-generalization")
-    gen.add_argument("--data", default="sparse", help="sparse, dense (random features) or digits")
+    _common(gen, "am-generalization", _defaults("generalization"),
+            "neurons N (default 400; 64 for digits)")
+    gen.add_argument("--data", choices=("sparse", "dense", "digits"), default="sparse",
+                     help="sparse or dense random-feature mixtures, or the 8x8 digits")
     gen.add_argument("--feature-ratio", type=float, default=0.05, help="alpha_D = D/N")
     gen.add_argument("--mixture-size", type=int, default=3, help="L features per sparse mixture")
     gen.add_argument("--n-test", type=int, default=300, help="unseen test patterns")

@@ -29,6 +29,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="a CPU-sized sweep on the synthetic corpus, with its report")
     p.add_argument("--out", default=None,
                    help="output directory, resumable (default attractor-demo[-quick])")
-    p.add_argument("--quick", action="store_true", help="a two-minute version")
+    p.add_argument("--quick", action="store_true",
+                   help="a one-minute version (a smoke test of the whole pipeline)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import platform
 
+from attractor.commands.args import positive_int
+
 
 def run(args: argparse.Namespace) -> int:
     import torch
@@ -30,7 +32,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _vocab(text: str) -> int:
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"a vocabulary needs at least 2 tokens, got {text!r}")
+    return value
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("info", help="versions, device and the named model configs")
-    p.add_argument("--vocab", type=int, default=50258, help="vocabulary size K for param counts")
+    p.add_argument("--vocab", type=_vocab, default=50258, help="vocabulary size K for param counts")
     p.set_defaults(func=run)

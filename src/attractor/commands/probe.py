@@ -7,12 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from err
+from attractor.commands.args import floats, nonnegative_int, positive_float, positive_int
 
 
 def _load(args: argparse.Namespace):
@@ -32,7 +27,8 @@ def _report(paths) -> int:
 
 
 def run_recovery_command(args: argparse.Namespace) -> int:
-    from attractor.probes.output import check_writable
+    from attractor.errors import UserError
+    from attractor.probes.output import check_writable, probes_dir
     from attractor.probes.recovery import deterministic_config, stochastic_config
 
     experiments = ("deterministic", "stochastic") if args.experiment == "both" else (args.experiment,)
@@ -48,6 +44,13 @@ def run_recovery_command(args: argparse.Namespace) -> int:
             configs.append(stochastic_config(steps=args.steps, **kw, **shared))
     for cfg in configs:
         cfg.validate()                      # bad grids fail before the model is loaded
+    if len(experiments) == 2 and not args.overwrite:
+        missing = [e for e in experiments if not (probes_dir(args.run_dir)
+                                                  / f"recovery_{e}.json").exists()]
+        if len(missing) == 1:
+            raise UserError(f"{probes_dir(args.run_dir)} already holds one of the two recovery "
+                            f"experiments; run --experiment {missing[0]} for the other, or pass "
+                            "--overwrite to redo both")
     check_writable(args.run_dir, [f"recovery_{c.experiment}" for c in configs], args.overwrite)
     return _run_probes(args, configs)
 
@@ -116,17 +119,18 @@ def run_generate_command(args: argparse.Namespace) -> int:
 def _common(p: argparse.ArgumentParser, num_sequences: int, steps: int | None) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by attractor train")
     if num_sequences:
-        p.add_argument("--num-sequences", type=int, default=num_sequences,
-                       help="train and test sequences each (default %(default)s)")
+        p.add_argument("--num-sequences", type=positive_int, default=num_sequences,
+                       help="train and test sequences each, at most (fewer if a split is smaller)")
     if steps:
-        p.add_argument("--steps", type=int, default=steps, help="reverse steps (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
+        p.add_argument("--steps", type=positive_int, default=steps, help="reverse steps")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of every random draw")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="denoiser forward passes in fp32 or under bf16 autocast; posteriors are "
                         "float64 either way (default fp32)")
-    p.add_argument("--max-batch", type=int, default=256, help="rows per denoiser call")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for CIs")
+    p.add_argument("--max-batch", type=positive_int, default=256, help="rows per denoiser call")
+    p.add_argument("--bootstrap", type=positive_int, default=1000,
+                   help="bootstrap resamples for CIs")
     p.add_argument("--overwrite", action="store_true", help="replace existing probe results")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -138,24 +142,26 @@ def add_parser(sub) -> None:
     _common(rec, 64, 100)
     rec.add_argument("--experiment", choices=("deterministic", "stochastic", "both"),
                      default="both", help="which retrieval experiment (default both)")
-    rec.add_argument("--t", type=float, default=0.25, help="Exp. 1 fixed diffusion time")
-    rec.add_argument("--fractions", type=_floats, default=None,
+    rec.add_argument("--t", type=positive_float, default=0.25, help="Exp. 1 fixed diffusion time")
+    rec.add_argument("--fractions", type=floats, default=None,
                      help="Exp. 1 corrupted fractions (default 0.1,...,0.9)")
-    rec.add_argument("--times", type=_floats, default=None,
+    rec.add_argument("--times", type=floats, default=None,
                      help="Exp. 2 noise levels t (default 0.05,0.1,0.15,0.2,0.25,0.3,0.4,0.5)")
-    rec.add_argument("--examples", type=int, default=3, help="HTML examples per split")
+    rec.add_argument("--examples", type=nonnegative_int, default=3, help="HTML examples per split")
     rec.set_defaults(func=run_recovery_command)
     ent = probes.add_parser("entropy", help="sequence conditional entropy, train vs test")
     _common(ent, 256, None)
-    ent.add_argument("--times", type=_floats, default=None, help="times t (default 1e-5)")
+    ent.add_argument("--times", type=floats, default=None, help="times t (default 1e-5)")
     ent.set_defaults(func=run_entropy_command)
     gen = probes.add_parser("generate", help="Exp. 3: samples, their entropy and copies")
     _common(gen, 0, 256)
-    gen.add_argument("--num-samples", type=int, default=64, help="samples (default 64)")
+    gen.add_argument("--num-samples", type=positive_int, default=64, help="samples")
     gen.add_argument("--final", choices=("ancestral", "greedy", "none"), default="ancestral",
                      help="final denoising step (default ancestral)")
-    gen.add_argument("--num-reference", type=int, default=1000,
-                     help="train/test sequences for the entropy histograms (default 1000)")
+    gen.add_argument("--num-reference", type=positive_int, default=1000,
+                     help="train/test sequences for the entropy histograms")
     gen.add_argument("--near-copy", type=float, default=0.1,
                      help="near copy: Hamming distance <= this fraction of the length")
     gen.set_defaults(func=run_generate_command)
+    # ``attractor probe`` alone: show the three probes rather than the top-level help.
+    p.set_defaults(func=lambda args: p.print_help() or 2)

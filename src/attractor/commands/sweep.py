@@ -8,19 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
+from attractor.commands.args import ints, names, nonnegative_int, positive_int
 
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(float(p)) for p in text.split(",") if p.strip())
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") \
-            from err
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(p.strip() for p in text.split(",") if p.strip())
+# The options that make up a sweep's config; --resume-config takes them all from sweep.json.
+SETTINGS = ("models", "sizes", "steps", "batch_size", "corpus", "tokenizer", "block_length", "mode",
+            "corpus_size", "test_size", "seed", "loss_on_padding", "compile", "precision",
+            "device", "probe_sequences", "reverse_steps", "num_samples", "generate_steps",
+            "entropy_sequences", "probe_precision")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -32,12 +27,15 @@ def config_from_args(args: argparse.Namespace):
     from attractor.sweep.runner import load_sweep_config
 
     if args.resume_config:
+        given = [f"--{name.replace('_', '-')}" for name in SETTINGS
+                 if getattr(args, name) != args.setting_defaults[name]]
+        if given:
+            raise UserError(f"--resume-config takes every setting from {args.out}/sweep.json; "
+                            f"drop {', '.join(given)}")
         return load_sweep_config(args.out)
     data = replace(DataConfig(), corpus=args.corpus, tokenizer=args.tokenizer,
                    block_length=args.block_length, corpus_size=args.corpus_size,
                    test_size=args.test_size, mode=args.mode)
-    if args.sizes is not None and len(args.sizes) == 0:
-        raise UserError("--sizes is empty; give comma-separated training sizes")
     sizes = args.sizes or paper_spaced_sizes(data.corpus_size - data.test_size
                                              if data.corpus == "synthetic" else 100000)
     probes = replace(ProbeSettings(), num_sequences=args.probe_sequences,
@@ -54,12 +52,12 @@ def run(args: argparse.Namespace) -> int:
     from attractor.errors import UserError
     from attractor.report.registry import render_directory
     from attractor.sweep.plan import plan_json
-    from attractor.sweep.runner import init_sweep_dir, run_sweep
+    from attractor.sweep.runner import prepare_sweep, run_sweep
 
     cfg = config_from_args(args)
     cfg.validate()
     if args.plan:                   # the jobs it lists read their settings from sweep.json
-        init_sweep_dir(Path(args.out), cfg)
+        prepare_sweep(args.out, cfg)
         print(json.dumps(plan_json(cfg, args.out), indent=2))
         return 0
     only = list(args.only) if args.only else None
@@ -77,34 +75,45 @@ def run(args: argparse.Namespace) -> int:
 def add_parser(sub) -> None:
     p = sub.add_parser("sweep", help="train and probe a grid of training sizes x model configs")
     p.add_argument("--out", required=True, help="sweep directory (created, or resumed)")
-    p.add_argument("--models", type=_names, default=("nano",), help="comma-separated configs")
-    p.add_argument("--sizes", type=_ints, default=None,
+    p.add_argument("--models", type=names, default=("nano",),
+                   help="comma-separated model configs (nano, micro, tiny, small, medium)")
+    p.add_argument("--sizes", type=ints, default=None,
                    help="comma-separated training sizes (default: paper-like spacing)")
-    p.add_argument("--steps", type=int, default=2000, help="optimiser steps per run")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--corpus", default="synthetic")
-    p.add_argument("--tokenizer", default="auto")
-    p.add_argument("--block-length", type=int, default=32)
-    p.add_argument("--mode", default="pad")
-    p.add_argument("--corpus-size", type=int, default=60000)
-    p.add_argument("--test-size", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=positive_int, default=2000, help="optimiser steps per run")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="global batch size")
+    p.add_argument("--corpus", default="synthetic", help="synthetic | text:PATH | hf:NAME")
+    p.add_argument("--tokenizer", default="auto", help="auto | gpt2 | word | bpe:N")
+    p.add_argument("--block-length", type=positive_int, default=32, help="sequence length L")
+    p.add_argument("--mode", choices=("pad", "wrap"), default="pad",
+                   help="one sentence per sequence, or packed text")
+    p.add_argument("--corpus-size", type=positive_int, default=60000,
+                   help="synthetic: distinct sentences; else the most read")
+    p.add_argument("--test-size", type=positive_int, default=1000, help="held-out test sequences")
+    p.add_argument("--seed", type=nonnegative_int, default=0,
+                   help="seed of initialisation, data order, noise and probes")
     p.add_argument("--loss-on-padding", action="store_true", help="train the pad positions too")
     p.add_argument("--compile", action="store_true", help="torch.compile the denoiser and loss")
-    p.add_argument("--precision", default="auto")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--probe-sequences", type=int, default=64, help="train/test sequences probed")
-    p.add_argument("--reverse-steps", type=int, default=50, help="reverse-process steps (Exp. 1, 2)")
-    p.add_argument("--num-samples", type=int, default=128, help="generated samples (Exp. 3)")
-    p.add_argument("--generate-steps", type=int, default=100, help="steps of generation")
-    p.add_argument("--entropy-sequences", type=int, default=256, help="sequences for entropies")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="training precision; auto is bf16 autocast where the hardware has it")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--probe-sequences", type=positive_int, default=64,
+                   help="train/test sequences probed")
+    p.add_argument("--reverse-steps", type=positive_int, default=50,
+                   help="reverse-process steps (Exp. 1, 2)")
+    p.add_argument("--num-samples", type=positive_int, default=128,
+                   help="generated samples (Exp. 3)")
+    p.add_argument("--generate-steps", type=positive_int, default=100, help="steps of generation")
+    p.add_argument("--entropy-sequences", type=positive_int, default=256,
+                   help="sequences for entropies")
     p.add_argument("--probe-precision", choices=("fp32", "bf16"), default="fp32",
-                   help="probe forward passes in fp32 or under bf16 autocast (default fp32)")
-    p.add_argument("--only", type=_names, default=None, help="run only these runs (see --plan)")
-    p.add_argument("--only-index", type=int, default=None,
+                   help="probe forward passes in fp32 or under bf16 autocast")
+    p.add_argument("--only", type=names, default=None, help="run only these runs (see --plan)")
+    p.add_argument("--only-index", type=nonnegative_int, default=None,
                    help="run only the plan's run with this index (e.g. a Slurm array task id)")
-    p.add_argument("--plan", action="store_true", help="print the runs as JSON and exit")
+    p.add_argument("--plan", action="store_true",
+                   help="check the sweep, write sweep.json, print the runs as JSON and exit")
     p.add_argument("--resume-config", action="store_true",
                    help="take every setting from SWEEP_DIR/sweep.json")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(setting_defaults={name: p.get_default(name) for name in SETTINGS})
     p.set_defaults(func=run)

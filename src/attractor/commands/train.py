@@ -8,29 +8,33 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import asdict, replace
+from functools import lru_cache
 from pathlib import Path
+
+from attractor.commands.args import nonnegative_int
 
 # (flag, dest, type, where, help): where is "data", "model", "optim" or "train".
 OPTIONS = [
-    ("--corpus", "corpus", str, "data", "synthetic | text:PATH | hf:NAME (default synthetic)"),
+    ("--corpus", "corpus", str, "data", "synthetic | text:PATH | hf:NAME"),
     ("--tokenizer", "tokenizer", str, "data", "auto | gpt2 | word | bpe:N"),
     ("--block-length", "block_length", int, "data", "sequence length L"),
     ("--mode", "mode", str, "data", "pad (one sentence per sequence) | wrap (packed)"),
     ("--corpus-size", "corpus_size", int, "data", "synthetic: distinct sentences; else max read"),
     ("--test-size", "test_size", int, "data", "held-out test sequences"),
-    ("--data-seed", "seed", int, "data", "seed of the corpus, split and permutation"),
+    ("--data-seed", "seed", nonnegative_int, "data", "seed of the corpus, split and permutation"),
     ("--dropout", "dropout", float, "model", "dropout of the DiT"),
     ("--lr", "lr", float, "optim", "peak learning rate"),
     ("--warmup", "warmup", int, "optim", "linear warm-up steps"),
     ("--ema", "ema", float, "optim", "EMA decay of the evaluation weights"),
     ("--clip", "clip", float, "optim", "gradient-norm clip"),
     ("--weight-decay", "weight_decay", float, "optim", "AdamW weight decay"),
-    ("--fraction", "fraction", float, "train", "fraction of the training pool, in (0, 1]"),
+    ("--fraction", "fraction", float, "train",
+     "fraction of the training pool, in (0, 1] (default 1 unless --num-train)"),
     ("--num-train", "num_train", int, "train", "number of training sequences (instead)"),
     ("--steps", "steps", int, "train", "optimiser steps"),
     ("--batch-size", "batch_size", int, "train", "global batch size"),
     ("--grad-accum", "grad_accum", int, "train", "gradient accumulation micro-steps"),
-    ("--seed", "seed", int, "train", "seed of initialisation, data order and noise"),
+    ("--seed", "seed", nonnegative_int, "train", "seed of initialisation, data order and noise"),
     ("--precision", "precision", str, "train", "auto | fp32 | bf16 (autocast; loss in fp32)"),
     ("--device", "device", str, "train", "auto | cpu | cuda | cuda:N"),
     ("--schedule", "schedule", str, "train", "loglinear | cosine"),
@@ -91,12 +95,34 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+@lru_cache(maxsize=1)
+def _nano_defaults():
+    from attractor.train.config import make_config
+
+    return make_config("nano", fraction=1.0)
+
+
+def _default_of(where: str, dest: str):
+    """The default of an option, for --help only (building the config imports torch)."""
+    cfg = _nano_defaults()
+    holder = {"data": cfg.data, "model": cfg.model, "optim": cfg.optim, "train": cfg}[where]
+    return lambda: getattr(holder, dest)
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a UDDM on a fraction of a corpus")
+    p = sub.add_parser(
+        "train", help="train a UDDM on a fraction of a corpus",
+        description="Train one UDDM. Defaults shown are those of --model nano; the paper's "
+                    "configs (tiny, small, medium) default to Duo's LM1B recipe (lr 3e-4, "
+                    "warm-up 2500, EMA 0.9999).")
     p.add_argument("--out", required=True, help="run directory to create (or resume)")
-    p.add_argument("--model", default=None, help="nano | micro | tiny | small | medium")
+    p.add_argument("--model", default=None,
+                   help="nano | micro | tiny | small | medium (default nano)")
     for flag, dest, typ, where, text in OPTIONS:
-        p.add_argument(flag, dest=f"{where}_{dest}", type=typ, default=None, help=text)
+        action = p.add_argument(flag, dest=f"{where}_{dest}", type=typ, default=None, help=text,
+                                metavar=flag[2:].upper().replace("-", "_"))
+        if dest not in ("fraction", "num_train"):
+            action.default_from = lambda where=where, dest=dest: _default_of(where, dest)()
     p.add_argument("--loss-on-padding", dest="train_loss_on_padding", action="store_const",
                    const=True, default=None, help="train the pad positions too (Duo: not)")
     p.add_argument("--compile", dest="train_compile", action="store_const", const=True,

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from attractor.data.config import DataConfig
 from attractor.data.dataset import Dataset, fingerprint
 from attractor.data.tokenizer import special_ids
-from attractor.io import read_json, write_json
+from attractor.io import make_dir, read_json, write_json
 
 _FORMAT = 1
 
@@ -56,7 +56,7 @@ def save_cached(dataset: Dataset, cache_dir: str | os.PathLike) -> Path:
     entry = entry_dir(dataset.config, cache_dir)
     if entry.exists():
         return entry
-    entry.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(entry.parent)
     tmp = Path(tempfile.mkdtemp(prefix=entry.name + ".", dir=entry.parent))
     try:
         save_file({"sequences": dataset.sequences.contiguous(),

@@ -58,7 +58,9 @@ def raw(markup: str) -> str:
 
 
 def _format_cell(value: object, digits: int) -> tuple[str, bool]:
-    if isinstance(value, bool) or value is None:
+    if value is None:                   # undefined (e.g. a correlation of constant values)
+        return "–", False
+    if isinstance(value, bool):
         return html.escape(str(value)), True
     if isinstance(value, float):
         if math.isnan(value):

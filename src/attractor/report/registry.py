@@ -24,9 +24,15 @@ RENDERERS: dict[str, str] = {
 
 
 def render_directory(directory: str | Path) -> Path:
-    """Render ``directory/report.html`` with the renderer for its ``results.json`` kind."""
+    """Render ``directory/report.html`` with the renderer for its ``results.json`` kind.
+
+    A training run's directory stands for its ``probes/`` folder.
+    """
     directory = Path(directory)
     require(directory.is_dir(), f"{directory} is not a directory")
+    if not any((directory / name).is_file() for name in ("results.json", "sweep.json")) \
+            and (directory / "probes" / "results.json").is_file():
+        directory = directory / "probes"       # a training run: report its probes
     results = directory / "results.json"
     if not results.is_file():
         results = directory / "sweep.json"

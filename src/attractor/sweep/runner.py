@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from attractor.errors import UserError, require
-from attractor.io import read_json, write_json
+from attractor.io import make_dir, read_json, write_json
 from attractor.sweep.config import ProbeSettings, SweepConfig, sweep_config_from_dict
 from attractor.sweep.plan import PlannedRun, plan_runs
 from attractor.train import checkpoint as ckpt
@@ -32,22 +32,47 @@ from attractor.train.loop import derive_seed
 PROBES = ("recovery_stochastic", "recovery_deterministic", "entropy", "generate")
 
 
-def init_sweep_dir(out: Path, cfg: SweepConfig) -> None:
-    """Create ``out/sweep.json``, or check that an existing one holds the same config."""
+def check_sweep_dir(out: Path, cfg: SweepConfig) -> None:
+    """Refuse ``out`` unless it is new, empty (but for the data cache) or a sweep of ``cfg``."""
+    require(not out.exists() or out.is_dir(), f"{out} exists and is not a directory")
     path = out / "sweep.json"
     if path.is_file():
         saved = read_json(path)
-        require(saved.get("kind") == "sweep", f"{path} is not a sweep file")
+        require(isinstance(saved, dict) and saved.get("kind") == "sweep" and "config" in saved,
+                f"{path} is not a sweep file")
         diff = config_differences(cfg.to_dict(), sweep_config_from_dict(saved["config"]).to_dict())
         if diff:
             raise UserError(f"{out} holds a sweep made with another config "
                             f"({'; '.join(diff[:3])}); use another --out")
         return
-    require(not out.exists() or not any(out.iterdir()),
+    require(not out.exists() or all(p.name == "cache" for p in out.iterdir()),
             f"{out} exists, is not empty and holds no sweep.json; use another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(path, {"kind": "sweep", "config": cfg.to_dict(),
-                      "attractor_version": __import__("attractor").__version__})
+
+
+def prepare_sweep(out: str | Path, cfg: SweepConfig):
+    """Check everything a sweep needs, then write ``out/sweep.json``; returns the data pool.
+
+    The config, the device, the corpus and the largest training size are all checked before
+    sweep.json exists, so a mistake never leaves behind a sweep that a corrected command would
+    be refused to continue.
+    """
+    from attractor.data import build_dataset
+    from attractor.train.trainer import resolve_device
+
+    cfg.validate()
+    out = Path(out)
+    check_sweep_dir(out, cfg)
+    resolve_device(cfg.device)
+    data = build_dataset(cfg.data, cache_dir=out / "cache")
+    available = data.num_available
+    require(max(cfg.sizes) <= available,
+            f"the largest training size {max(cfg.sizes)} exceeds the {available} training "
+            f"sequences of the corpus")
+    if not (out / "sweep.json").is_file():
+        make_dir(out)
+        write_json(out / "sweep.json", {"kind": "sweep", "config": cfg.to_dict(),
+                                        "attractor_version": __import__("attractor").__version__})
+    return data
 
 
 def load_sweep_config(out: str | Path) -> SweepConfig:
@@ -121,8 +146,6 @@ def run_one(out: Path, cfg: SweepConfig, planned: PlannedRun, data=None,
 def run_sweep(cfg: SweepConfig, out: str | Path, only: list[str] | None = None,
               progress: bool = True) -> list[dict]:
     """Run every planned run (or those named in ``only``) of the sweep in ``out``."""
-    from attractor.data import build_dataset
-
     cfg.validate()
     out = Path(out)
     planned = plan_runs(cfg)
@@ -132,12 +155,7 @@ def run_sweep(cfg: SweepConfig, out: str | Path, only: list[str] | None = None,
         require(not unknown, f"no run named {', '.join(unknown)} in this sweep; "
                              f"see --plan for the names")
         planned = [p for p in planned if p.name in only]
-    init_sweep_dir(out, cfg)
-    data = build_dataset(cfg.data, cache_dir=out / "cache")
-    available = data.num_available
-    require(max(cfg.sizes) <= available,
-            f"the largest training size {max(cfg.sizes)} exceeds the {available} training "
-            f"sequences of the corpus")
+    data = prepare_sweep(out, cfg)
     statuses = []
     start = time.perf_counter()
     bar = tqdm(planned, desc="sweep", unit="run", disable=not progress, dynamic_ncols=True)

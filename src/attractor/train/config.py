@@ -6,6 +6,7 @@ fixed permutation that defines nested fractions), the model shape, the optimiser
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -35,6 +36,9 @@ class OptimConfig:
         require(self.warmup >= 0, f"warm-up steps must be >= 0, got {self.warmup}")
         require(0.0 <= self.ema < 1.0, f"EMA decay must lie in [0, 1), got {self.ema}")
         require(self.clip > 0, f"gradient clip must be positive, got {self.clip}")
+        require(self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}")
+        require(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1 and self.eps > 0,
+                "AdamW needs betas in [0, 1) and eps > 0")
 
 
 # Scaled-down defaults for the CPU configs: short runs need a faster warm-up and a shorter EMA.
@@ -84,6 +88,9 @@ class TrainConfig:
         require(self.precision in ("auto", "fp32", "bf16"),
                 f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         require(0.0 < self.sampling_eps < 1.0, "sampling eps must lie in (0, 1)")
+        require(re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device) is not None,
+                f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        require(self.seed >= 0, f"--seed must be >= 0, got {self.seed}")
         for name in ("eval_every", "checkpoint_every", "log_every", "eval_sequences"):
             require(getattr(self, name) >= 1, f"{name.replace('_', '-')} must be at least 1")
 

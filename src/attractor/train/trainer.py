@@ -26,7 +26,7 @@ from tqdm import tqdm
 from attractor.data import Dataset, build_dataset
 from attractor.errors import UserError
 from attractor.forward import q_xt
-from attractor.io import append_jsonl, read_json, read_jsonl, write_json, write_jsonl
+from attractor.io import append_jsonl, make_dir, read_json, read_jsonl, write_json, write_jsonl
 from attractor.loss import stratified_times
 from attractor.model import DiT, count_parameters
 from attractor.schedule import get_schedule
@@ -59,7 +59,10 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"device {name!r} asked for, but CUDA is not available here")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
@@ -102,6 +105,8 @@ def prepare_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool) -> None:
         if diff:
             raise UserError(f"--resume with a config that differs from the saved one: "
                             f"{'; '.join(diff[:4])}")
+    elif run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"{run_dir} exists and is not a directory")
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise UserError(f"{run_dir} already exists and is not empty; use --resume to continue "
                         f"that run or choose another --out")
@@ -111,11 +116,14 @@ def load_config(run_dir: Path) -> TrainConfig:
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise UserError(f"{run_dir} is not a run directory (no config.json)")
-    return config_from_dict(read_json(path)["train"])
+    saved = read_json(path)
+    if not isinstance(saved, dict) or "train" not in saved:
+        raise UserError(f"{run_dir} is not a run directory ({path} holds no training config)")
+    return config_from_dict(saved["train"])
 
 
 def _write_fresh_run(run_dir: Path, cfg: TrainConfig, data: Dataset, train_ids) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(run_dir)
     data.tokenizer.save(str(run_dir / "tokenizer.json"))
     write_json(run_dir / "membership.json", data.membership(train_ids))
     write_json(run_dir / "config.json", {
@@ -136,8 +144,6 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
         prepare_run_dir(run_dir, cfg, resume)
     data = data or build_dataset(cfg.data, cache_dir=cache_dir)
     train_ids = data.train_ids(fraction=cfg.fraction, num_train=cfg.num_train)
-    if dist_info.main and not (run_dir / "config.json").is_file():
-        _write_fresh_run(run_dir, cfg, data, train_ids)
     x_train, m_train = data.sequences[train_ids], loss_mask(data, cfg)[train_ids]
 
     torch.manual_seed(derive_seed(cfg.seed, "init"))    # model initialisation (same for all runs)
@@ -148,6 +154,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
                                   betas=(cfg.optim.beta1, cfg.optim.beta2), eps=cfg.optim.eps,
                                   fused=device.type in ("cpu", "cuda"))
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    # Written once everything above has worked, so a failed start leaves no half-made run.
+    if dist_info.main and not (run_dir / "config.json").is_file():
+        _write_fresh_run(run_dir, cfg, data, train_ids)
     start = 0
     found = ckpt.find_checkpoint(run_dir) if resume else None
     if found is not None:

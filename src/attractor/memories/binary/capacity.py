@@ -54,7 +54,7 @@ class CapacityConfig:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
 
     def validate(self) -> None:
-        validate_load(self.n, self.alphas, self.n_seeds)
+        validate_load(self.n, self.alphas, self.n_seeds, self.seed)
         self.retrieval.validate()
         require(len(self.models) >= 1, "give at least one model")
         for model in self.models:
@@ -128,7 +128,7 @@ def run_capacity(
 
     Returns the path of results.json. The numbers do not depend on ``workers``.
     """
-    out, started = start_sweep(config, out, overwrite, workers)
+    out, started = start_sweep(KIND, config, out, overwrite, workers)
     grid = load_grid(config.seed, config.n_seeds, config.alphas)
     measured = map_points(partial(measure_point, config), grid, workers, "am capacity")
     rows = [row for row, _ in measured]

@@ -74,7 +74,7 @@ class GeneralizationConfig:
     def validate(self) -> None:
         require(self.data in DATA, f"unknown data {self.data!r}; choose from {', '.join(DATA)}")
         require(self.data != "digits" or self.n == DIGITS_N, f"the 8x8 digits have N = {DIGITS_N}")
-        validate_load(self.n, self.alphas, self.n_seeds)
+        validate_load(self.n, self.alphas, self.n_seeds, self.seed)
         self.retrieval.validate()
         self.training.build().check_params()
         if self.data != "digits":
@@ -193,7 +193,7 @@ def run_generalization(
 
     Returns the path of results.json. The numbers do not depend on ``workers``.
     """
-    out, started = start_sweep(config, out, overwrite, workers)
+    out, started = start_sweep(KIND, config, out, overwrite, workers)
     grid = load_grid(config.seed, config.n_seeds, config.alphas)
     rows = map_points(partial(measure_point, config), grid, workers, "am generalization")
     summary = aggregate(rows)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from attractor.errors import require
-from attractor.io import write_json
+from attractor.io import prepare_results_dir, write_json
 from attractor.memories.binary.dynamics import RULES
 from attractor.memories.binary.measures import flip_grid
 from attractor.memories.binary.pseudolikelihood import PseudoLikelihoodMemory
@@ -65,8 +65,8 @@ class RetrievalConfig:
         return flip_grid(self.flip_step)
 
 
-def validate_load(n: int, alphas: Sequence[float], n_seeds: int) -> None:
-    """One-line errors for a bad network size, load grid or seed count."""
+def validate_load(n: int, alphas: Sequence[float], n_seeds: int, seed: int = 0) -> None:
+    """One-line errors for a bad network size, load grid, seed count or first seed."""
     require(n >= 2, f"N must be >= 2 neurons, got N = {n}")
     require(len(alphas) >= 1, "give at least one load alpha")
     for alpha in alphas:
@@ -76,6 +76,7 @@ def validate_load(n: int, alphas: Sequence[float], n_seeds: int) -> None:
             f"alpha = {alpha} with N = {n} stores no pattern; raise alpha or N",
         )
     require(n_seeds >= 1, f"--seeds must be >= 1, got {n_seeds}")
+    require(seed >= 0, f"--seed must be >= 0, got {seed}")
 
 
 def validate_workers(workers: int) -> None:
@@ -130,28 +131,18 @@ def point_rng(seed: int, alpha: float) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(round(alpha * 1e6),)))
 
 
-def start_sweep(config, out: str | Path, overwrite: bool, workers: int) -> tuple[Path, float]:
-    """Check ``config`` and ``workers``, create ``out`` and write its config.json.
+def start_sweep(
+    kind: str, config, out: str | Path, overwrite: bool, workers: int
+) -> tuple[Path, float]:
+    """Check ``config`` and ``workers``, then prepare ``out`` for results of ``kind``.
 
-    Returns the directory and the time.perf_counter() at the start.
+    ``out`` gets its config.json first; see :func:`attractor.io.prepare_results_dir` for which
+    folders are accepted. Returns the directory and the time.perf_counter() at the start.
     """
     config.validate()
     validate_workers(workers)
-    out = prepare_output(out, overwrite)
-    write_json(out / "config.json", asdict(config))
+    out = prepare_results_dir(out, kind, overwrite, asdict(config))
     return out, time.perf_counter()
-
-
-def prepare_output(out: str | Path, overwrite: bool) -> Path:
-    """Create ``out``; refuse to replace finished results unless ``overwrite``."""
-    out = Path(out)
-    require(not out.exists() or out.is_dir(), f"{out} exists and is not a directory")
-    require(
-        overwrite or not (out / "results.json").exists(),
-        f"{out} already holds results; choose another --out or pass --overwrite",
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 def aggregate(rows: Iterable[dict], key: str = "alpha") -> list[dict]:

@@ -1,6 +1,6 @@
 """The two dense experiments, ``circle`` and ``digits``: run the sweeps, write OUT, render.
 
-Each writes into its output directory ``results.json`` (kind ``dense-circle`` or
+Each writes into its output directory ``config.json`` first, then ``results.json`` (kind ``dense-circle`` or
 ``dense-digits``, the config, every summary row, the per-K account of the exact minima
 ``exact_by_k`` (:func:`merges.summarise_by_k`), the thresholds in absolute and relative form and
 the wall time), CSV tables, the PNG figures and ``report.html``.
@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from attractor.errors import require
-from attractor.io import write_csv, write_json
+from attractor.io import prepare_results_dir, write_csv, write_json
 from attractor.memories.dense import data, figures, merges, sweeps
 from attractor.memories.dense.score_model import ScoreModelConfig
 
@@ -38,6 +38,10 @@ class CircleConfig:
     entropy_points: int = 40
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        _check(self)
+        require(self.seeds >= 1, f"seeds must be at least 1, got {self.seeds}")
+
 
 @dataclass(frozen=True)
 class DigitsConfig:
@@ -56,6 +60,22 @@ class DigitsConfig:
     entropy_sigmas: tuple[float, ...] = (0.1, 0.5, 1.5, 4.0)
     entropy_points: int = 20
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self)
+
+
+def _check(cfg: CircleConfig | DigitsConfig) -> None:
+    """One-line errors for values no experiment can run with."""
+    require(cfg.sigma > 0, f"--sigma must be > 0, got {cfg.sigma}")
+    for name in ("exact_ks", "learned_ks", "entropy_ks"):
+        ks = getattr(cfg, name)
+        require(len(ks) >= 1 and min(ks) >= 2, f"every training size K must be at least 2 "
+                f"({name.replace('_', ' ')}: {list(ks)})")
+    require(cfg.starts >= 1 and cfg.entropy_points >= 1, "starts and entropy points must be >= 1")
+    require(cfg.entropy_width > 0 and min(cfg.entropy_sigmas) > 0,
+            "the entropy check needs a positive width and noise levels")
+    require(cfg.seed >= 0, f"--seed must be >= 0, got {cfg.seed}")
 
 
 def quick(cfg: CircleConfig | DigitsConfig) -> CircleConfig | DigitsConfig:
@@ -101,9 +121,9 @@ def _entropy(patterns_for, cfg, generator) -> tuple[list, list]:
     return summaries, rows
 
 
-def run_circle(cfg: CircleConfig, out: str | Path, force: bool = False) -> Path:
+def run_circle(cfg: CircleConfig, out: str | Path, overwrite: bool = False) -> Path:
     """The circle experiment; returns the path of ``report.html``."""
-    out, t0 = _prepare(out, force), time.time()
+    out, t0 = prepare_results_dir(out, "dense-circle", overwrite, asdict(cfg)), time.time()
     gen = torch.Generator().manual_seed(cfg.seed)
 
     def points(k: int, seed: int = cfg.seed) -> torch.Tensor:
@@ -124,9 +144,9 @@ def run_circle(cfg: CircleConfig, out: str | Path, force: bool = False) -> Path:
     return _finish(out, "dense-circle", cfg, exact, minima, learned, entropy, entropy_rows, t0)
 
 
-def run_digits(cfg: DigitsConfig, out: str | Path, force: bool = False) -> Path:
+def run_digits(cfg: DigitsConfig, out: str | Path, overwrite: bool = False) -> Path:
     """The 8x8 digits experiment; returns the path of ``report.html``."""
-    out, t0 = _prepare(out, force), time.time()
+    out, t0 = prepare_results_dir(out, "dense-digits", overwrite, asdict(cfg)), time.time()
     gen = torch.Generator().manual_seed(cfg.seed)
     largest = max(cfg.exact_ks + cfg.learned_ks + cfg.entropy_ks)
     train, held_out = data.split_digits(largest, torch.Generator().manual_seed(cfg.seed))
@@ -148,14 +168,6 @@ def run_digits(cfg: DigitsConfig, out: str | Path, force: bool = False) -> Path:
     figures.digits_figures(out, arrays)
     figures.common_figures(out, exact, minima, learned, entropy_rows)
     return _finish(out, "dense-digits", cfg, exact, minima, learned, entropy, entropy_rows, t0)
-
-
-def _prepare(out: str | Path, force: bool) -> Path:
-    out = Path(out)
-    require(force or not (out / "results.json").exists(),
-            f"{out} already holds results; choose another --out or pass --force")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 def _finish(out, kind, cfg, exact, minima, learned, entropy, entropy_rows, t0) -> Path:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from attractor.errors import require
 from attractor.memories.dense import classify as cls
 from attractor.memories.dense import energy as am
 from attractor.memories.dense import entropy as ent
@@ -72,6 +73,14 @@ class GenerationConfig:
     basin_trials: int = 10
     basin_levels: tuple[float, ...] = field(
         default=(0.01, 0.02, 0.04, 0.07, 0.1, 0.15, 0.2, 0.3, 0.45, 0.7, 1.0))
+
+    def __post_init__(self) -> None:
+        require(self.samples >= 1, f"--samples must be at least 1, got {self.samples}")
+        require(self.steps >= 2, f"the sampler needs at least 2 steps, got {self.steps}")
+        require(self.method in ("sde", "ode"), f"sampler must be sde or ode, not {self.method!r}")
+        require(self.basin_points >= 1 and self.basin_trials >= 1,
+                "basin points and trials must be at least 1")
+        require(all(level > 0 for level in self.basin_levels), "basin noise levels must be > 0")
 
 
 def learned_generation(patterns: torch.Tensor, cfg: GenerationConfig, chance: torch.Tensor,
