@@ -158,6 +158,12 @@ def test_cli_writes_results_and_refuses_to_overwrite(memorised_run, tmp_path, ca
     capsys.readouterr()
     assert main(both) == 2                              # one of the two exists: say what to do
     assert "--experiment stochastic" in capsys.readouterr().err
+    meta = json.loads((run_dir / "config.json").read_text())
+    meta["train"]["steps"] *= 10                        # as if training were still under way
+    (run_dir / "config.json").write_text(json.dumps(meta))
+    assert main(["probe", "entropy", str(run_dir), "--num-sequences", "2", "--bootstrap", "10",
+                 "--quiet", "--device", "cpu"]) == 0
+    assert "training not finished" in capsys.readouterr().err
 
 
 def _error(args, capsys) -> str:

@@ -147,3 +147,23 @@ def test_config_validation():
     old = SweepConfig().to_dict()
     del old["probes"]["precision"]
     assert sweep_config_from_dict(old) == SweepConfig()
+
+
+def test_the_demo_is_a_sweep_the_cli_can_spell():
+    """`attractor sweep` with the demo's settings builds exactly the demo's config."""
+    from attractor.cli import build_parser
+    from attractor.commands.sweep import config_from_args
+    from attractor.sweep.demo import DEMO
+
+    args = build_parser().parse_args([
+        "sweep", "--out", "x", "--sizes", "32,64,128,256,1024,4096,16384,59000",
+        "--steps", "2000", "--batch-size", "64", "--lr", "3e-3", "--warmup", "100",
+        "--ema", "0.99", "--synthetic-words", "4", "--loss-on-padding", "--precision", "fp32",
+        "--probe-sequences", "256", "--reverse-steps", "25", "--num-samples", "64",
+        "--generate-steps", "50", "--entropy-sequences", "128", "--bootstrap", "500"])
+    assert config_from_args(args) == DEMO
+    bad = build_parser().parse_args(["sweep", "--out", "x", "--ema", "1.5", "--sizes", "8"])
+    with pytest.raises(UserError, match="EMA"):
+        from attractor.sweep.plan import plan_runs
+
+        plan_runs(config_from_args(bad))

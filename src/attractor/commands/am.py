@@ -28,7 +28,7 @@ def run_capacity_command(args: argparse.Namespace) -> int:
 
     n = 400 if args.n is None else args.n
     config = CapacityConfig(n=n, models=args.models, **_shared(args))
-    path = run_capacity(config, args.out, args.overwrite, args.workers)
+    path = run_capacity(config, args.out, args.overwrite, args.workers, not args.no_progress)
     print(f"results: {path}\nreport: {path.parent / 'report.html'}")
     return 0
 
@@ -48,7 +48,8 @@ def run_generalization_command(args: argparse.Namespace) -> int:
         hebb=args.hebb,
         **_shared(args),
     )
-    path = run_generalization(config, args.out, args.overwrite, args.workers)
+    path = run_generalization(config, args.out, args.overwrite, args.workers,
+                              not args.no_progress)
     print(f"results: {path}\nreport: {path.parent / 'report.html'}")
     return 0
 
@@ -72,6 +73,7 @@ def _common(p: argparse.ArgumentParser, out: str, alphas: str, n_help: str) -> N
     p.add_argument("--workers", type=int, default=1,
                    help="processes over (alpha, seed) points; results do not depend on it")
     p.add_argument("--flip-step", type=float, default=0.025, help="flipped-fraction grid step")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _defaults(sweep: str) -> str:

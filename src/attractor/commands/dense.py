@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:  # a frozen config rejected a value
         raise UserError(str(err)) from err
     runner = ex.run_circle if args.dataset == "circle" else ex.run_digits
-    print(f"report: {runner(cfg, args.out, overwrite=args.overwrite)}")
+    print(f"report: {runner(cfg, args.out, overwrite=args.overwrite, progress=not args.no_progress)}")
     return 0
 
 
@@ -60,6 +60,7 @@ def add_parser(sub) -> None:
     p.add_argument("--overwrite", "--force", dest="overwrite", action="store_true",
                    help="replace results already in --out")
     p.add_argument("--quick", action="store_true", help="a seconds-long smoke version")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     # The defaults quoted here are checked against the configs by the tests.
     p.add_argument("--ks", type=_ks, help="training sizes of the learned scores (default circle "
                    "2,4,8,16,32,64,256,1024; digits 10,30,100,300,1000,1497)")

@@ -6,6 +6,7 @@ Results go to ``RUN_DIR/probes/`` (see :mod:`attractor.probes.output`).
 from __future__ import annotations
 
 import argparse
+import sys
 
 from attractor.commands.args import floats, nonnegative_int, positive_float, positive_int
 
@@ -16,6 +17,9 @@ def _load(args: argparse.Namespace):
     from attractor.run import load_run
 
     run = load_run(args.run_dir, device=args.device, precision=args.precision)
+    if run.step < run.config.steps:
+        print(f"note: {args.run_dir} is at step {run.step} of {run.config.steps} (training not "
+              "finished); probing the weights of that step", file=sys.stderr)
     return run, torch.Generator().manual_seed(args.seed)
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from attractor.commands.args import ints, names, nonnegative_int, positive_int
+from attractor.commands.args import ints, names, nonnegative_int, positive_float, positive_int
 
 # The options that make up a sweep's config; --resume-config takes them all from sweep.json.
-SETTINGS = ("models", "sizes", "steps", "batch_size", "corpus", "tokenizer", "block_length", "mode",
-            "corpus_size", "test_size", "seed", "loss_on_padding", "compile", "precision",
-            "device", "probe_sequences", "reverse_steps", "num_samples", "generate_steps",
-            "entropy_sequences", "probe_precision")
+SETTINGS = ("models", "sizes", "steps", "batch_size", "lr", "warmup", "ema", "corpus", "tokenizer",
+            "block_length", "mode", "corpus_size", "test_size", "synthetic_words", "seed",
+            "loss_on_padding", "compile", "precision", "device", "probe_sequences",
+            "reverse_steps", "num_samples", "generate_steps", "entropy_sequences", "bootstrap",
+            "probe_precision")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -35,15 +36,17 @@ def config_from_args(args: argparse.Namespace):
         return load_sweep_config(args.out)
     data = replace(DataConfig(), corpus=args.corpus, tokenizer=args.tokenizer,
                    block_length=args.block_length, corpus_size=args.corpus_size,
-                   test_size=args.test_size, mode=args.mode)
+                   test_size=args.test_size, mode=args.mode,
+                   synthetic_words=args.synthetic_words)
     sizes = args.sizes or paper_spaced_sizes(data.corpus_size - data.test_size
                                              if data.corpus == "synthetic" else 100000)
     probes = replace(ProbeSettings(), num_sequences=args.probe_sequences,
                      reverse_steps=args.reverse_steps, num_samples=args.num_samples,
                      generate_steps=args.generate_steps, entropy_sequences=args.entropy_sequences,
-                     precision=args.probe_precision)
+                     bootstrap=args.bootstrap, precision=args.probe_precision)
     return SweepConfig(data=data, models=args.models, sizes=tuple(sizes), steps=args.steps,
-                       batch_size=args.batch_size, seed=args.seed, precision=args.precision,
+                       batch_size=args.batch_size, lr=args.lr, warmup=args.warmup, ema=args.ema,
+                       seed=args.seed, precision=args.precision,
                        loss_on_padding=args.loss_on_padding, compile=args.compile,
                        device=args.device, probes=probes)
 
@@ -81,6 +84,12 @@ def add_parser(sub) -> None:
                    help="comma-separated training sizes (default: paper-like spacing)")
     p.add_argument("--steps", type=positive_int, default=2000, help="optimiser steps per run")
     p.add_argument("--batch-size", type=positive_int, default=32, help="global batch size")
+    p.add_argument("--lr", type=positive_float, default=None,
+                   help="peak learning rate (default: the model's recipe)")
+    p.add_argument("--warmup", type=nonnegative_int, default=None,
+                   help="warm-up steps (default: the model's recipe)")
+    p.add_argument("--ema", type=float, default=None,
+                   help="EMA decay (default: the model's recipe)")
     p.add_argument("--corpus", default="synthetic", help="synthetic | text:PATH | hf:NAME")
     p.add_argument("--tokenizer", default="auto", help="auto | gpt2 | word | bpe:N")
     p.add_argument("--block-length", type=positive_int, default=32, help="sequence length L")
@@ -89,6 +98,8 @@ def add_parser(sub) -> None:
     p.add_argument("--corpus-size", type=positive_int, default=60000,
                    help="synthetic: distinct sentences; else the most read")
     p.add_argument("--test-size", type=positive_int, default=1000, help="held-out test sequences")
+    p.add_argument("--synthetic-words", type=nonnegative_int, default=0,
+                   help="synthetic corpus: the most frequent words kept per open class (0: all)")
     p.add_argument("--seed", type=nonnegative_int, default=0,
                    help="seed of initialisation, data order, noise and probes")
     p.add_argument("--loss-on-padding", action="store_true", help="train the pad positions too")
@@ -105,6 +116,8 @@ def add_parser(sub) -> None:
     p.add_argument("--generate-steps", type=positive_int, default=100, help="steps of generation")
     p.add_argument("--entropy-sequences", type=positive_int, default=256,
                    help="sequences for entropies")
+    p.add_argument("--bootstrap", type=positive_int, default=1000,
+                   help="bootstrap resamples for the probes' confidence intervals")
     p.add_argument("--probe-precision", choices=("fp32", "bf16"), default="fp32",
                    help="probe forward passes in fp32 or under bf16 autocast")
     p.add_argument("--only", type=names, default=None, help="run only these runs (see --plan)")

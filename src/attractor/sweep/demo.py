@@ -23,7 +23,7 @@ DEMO = SweepConfig(
                          entropy_sequences=128, bootstrap=500),
 )
 
-# Two minutes: two sizes, short training, few probe sequences (used by a smoke test).
+# About a minute: two sizes, short training, few probe sequences (used by a smoke test).
 QUICK = replace(
     DEMO,
     data=replace(DEMO.data, corpus_size=4000, test_size=200),

@@ -60,6 +60,7 @@ def prepare_sweep(out: str | Path, cfg: SweepConfig):
     from attractor.train.trainer import resolve_device
 
     cfg.validate()
+    plan_runs(cfg)                      # builds and checks the training config of every run
     out = Path(out)
     check_sweep_dir(out, cfg)
     resolve_device(cfg.device)

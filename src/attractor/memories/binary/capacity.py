@@ -122,7 +122,8 @@ def _mean_curves(config: CapacityConfig, points: list[tuple[float, dict]]) -> di
 
 
 def run_capacity(
-    config: CapacityConfig, out: str | Path, overwrite: bool = False, workers: int = 1
+    config: CapacityConfig, out: str | Path, overwrite: bool = False, workers: int = 1,
+    progress: bool = True,
 ) -> Path:
     """Run the sweep into ``out`` (over ``workers`` processes) and render its report.
 
@@ -130,7 +131,8 @@ def run_capacity(
     """
     out, started = start_sweep(KIND, config, out, overwrite, workers)
     grid = load_grid(config.seed, config.n_seeds, config.alphas)
-    measured = map_points(partial(measure_point, config), grid, workers, "am capacity")
+    measured = map_points(partial(measure_point, config), grid, workers, "am capacity",
+                          progress)
     rows = [row for row, _ in measured]
     points = [(row["alpha"], curves) for row, curves in measured]
     summary = aggregate(rows)

@@ -187,7 +187,8 @@ def measure_point(config: GeneralizationConfig, alpha: float, seed: int) -> dict
 
 
 def run_generalization(
-    config: GeneralizationConfig, out: str | Path, overwrite: bool = False, workers: int = 1
+    config: GeneralizationConfig, out: str | Path, overwrite: bool = False, workers: int = 1,
+    progress: bool = True,
 ) -> Path:
     """Run the sweep into ``out`` (over ``workers`` processes) and render its report.
 
@@ -195,7 +196,8 @@ def run_generalization(
     """
     out, started = start_sweep(KIND, config, out, overwrite, workers)
     grid = load_grid(config.seed, config.n_seeds, config.alphas)
-    rows = map_points(partial(measure_point, config), grid, workers, "am generalization")
+    rows = map_points(partial(measure_point, config), grid, workers, "am generalization",
+                      progress)
     summary = aggregate(rows)
     write_csv(out / "rows.csv", rows)
     write_csv(out / "summary.csv", summary)

@@ -98,7 +98,8 @@ def _limit_blas() -> contextlib.AbstractContextManager:
 
 
 def map_points(
-    function: Callable, points: Sequence[tuple[float, int]], workers: int, desc: str
+    function: Callable, points: Sequence[tuple[float, int]], workers: int, desc: str,
+    progress: bool = True,
 ) -> list:
     """[function(alpha, seed) for each point], in order, with a progress bar on stderr.
 
@@ -108,7 +109,8 @@ def map_points(
     from tqdm import tqdm
 
     alphas, seeds = [p[0] for p in points], [p[1] for p in points]
-    bar = {"total": len(points), "desc": desc, "unit": "point", "leave": False}
+    bar = {"total": len(points), "desc": desc, "unit": "point", "leave": False,
+           "disable": not progress}
     if workers == 1:
         with _limit_blas():
             return [function(a, s) for a, s in tqdm(zip(alphas, seeds), **bar)]

@@ -91,10 +91,11 @@ def quick(cfg: CircleConfig | DigitsConfig) -> CircleConfig | DigitsConfig:
     return replace(cfg, **common)
 
 
-def _exact_rows(patterns_for, ks, sigma, starts_for, thresholds, seeds) -> tuple[list, list]:
+def _exact_rows(patterns_for, ks, sigma, starts_for, thresholds, seeds,
+                progress: bool) -> tuple[list, list]:
     summary, minima = [], []
     for seed in range(seeds):
-        for k in _progress(ks, f"exact minima, seed {seed}"):
+        for k in _progress(ks, f"exact minima, seed {seed}", progress):
             row, per = sweeps.exact_minima(patterns_for(k, seed), sigma, starts_for(k, seed),
                                            thresholds)
             summary.append({"seed": seed, **row})
@@ -102,9 +103,9 @@ def _exact_rows(patterns_for, ks, sigma, starts_for, thresholds, seeds) -> tuple
     return summary, minima
 
 
-def _learned_rows(patterns_for, ks, gen, chance, generator) -> tuple[list, dict]:
+def _learned_rows(patterns_for, ks, gen, chance, generator, progress: bool) -> tuple[list, dict]:
     rows, arrays = [], {}
-    for k in _progress(ks, "learned scores"):
+    for k in _progress(ks, "learned scores", progress):
         row, arr = sweeps.learned_generation(patterns_for(k), gen, chance, generator)
         rows.append(row)
         arrays[k] = arr
@@ -121,7 +122,8 @@ def _entropy(patterns_for, cfg, generator) -> tuple[list, list]:
     return summaries, rows
 
 
-def run_circle(cfg: CircleConfig, out: str | Path, overwrite: bool = False) -> Path:
+def run_circle(cfg: CircleConfig, out: str | Path, overwrite: bool = False,
+               progress: bool = True) -> Path:
     """The circle experiment; returns the path of ``report.html``."""
     out, t0 = prepare_results_dir(out, "dense-circle", overwrite, asdict(cfg)), time.time()
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -135,16 +137,17 @@ def run_circle(cfg: CircleConfig, out: str | Path, overwrite: bool = False) -> P
         return 1.5 * torch.randn(cfg.starts, 2, generator=g, dtype=torch.float64)
 
     th = cfg.generation.thresholds
-    exact, minima = _exact_rows(points, cfg.exact_ks, cfg.sigma, starts, th, cfg.seeds)
+    exact, minima = _exact_rows(points, cfg.exact_ks, cfg.sigma, starts, th, cfg.seeds, progress)
     chance = data.circle_points(cfg.generation.samples, torch.Generator().manual_seed(99_999))
-    learned, arrays = _learned_rows(points, cfg.learned_ks, cfg.generation, chance, gen)
+    learned, arrays = _learned_rows(points, cfg.learned_ks, cfg.generation, chance, gen, progress)
     entropy, entropy_rows = _entropy(points, cfg, gen)
     figures.circle_figures(out, points, cfg, minima, arrays)
     figures.common_figures(out, exact, minima, learned, entropy_rows)
     return _finish(out, "dense-circle", cfg, exact, minima, learned, entropy, entropy_rows, t0)
 
 
-def run_digits(cfg: DigitsConfig, out: str | Path, overwrite: bool = False) -> Path:
+def run_digits(cfg: DigitsConfig, out: str | Path, overwrite: bool = False,
+               progress: bool = True) -> Path:
     """The 8x8 digits experiment; returns the path of ``report.html``."""
     out, t0 = prepare_results_dir(out, "dense-digits", overwrite, asdict(cfg)), time.time()
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -162,8 +165,9 @@ def run_digits(cfg: DigitsConfig, out: str | Path, overwrite: bool = False) -> P
         return base + cfg.sigma * torch.randn(base.shape, generator=g, dtype=torch.float64)
 
     th = cfg.generation.thresholds
-    exact, minima = _exact_rows(points, cfg.exact_ks, cfg.sigma, starts, th, 1)
-    learned, arrays = _learned_rows(points, cfg.learned_ks, cfg.generation, held_out, gen)
+    exact, minima = _exact_rows(points, cfg.exact_ks, cfg.sigma, starts, th, 1, progress)
+    learned, arrays = _learned_rows(points, cfg.learned_ks, cfg.generation, held_out, gen,
+                                    progress)
     entropy, entropy_rows = _entropy(points, cfg, gen)
     figures.digits_figures(out, arrays)
     figures.common_figures(out, exact, minima, learned, entropy_rows)
@@ -188,10 +192,11 @@ def _finish(out, kind, cfg, exact, minima, learned, entropy, entropy_rows, t0) -
     return render_report(out)
 
 
-def _progress(items, desc: str):
+def _progress(items, desc: str, enabled: bool = True):
     from tqdm import tqdm
 
-    return tqdm(list(items), desc=desc, leave=False, file=sys.stderr, mininterval=1.0)
+    return tqdm(list(items), desc=desc, leave=False, file=sys.stderr, mininterval=1.0,
+                disable=not enabled)
 
 
 __all__ = ["CircleConfig", "DigitsConfig", "quick", "run_circle", "run_digits"]
