@@ -121,7 +121,12 @@ def test_worker_processes_give_the_same_numbers(tmp_path):
         (["am", "generalization", "--data", "digits", "--n", "100"], "N = 64"),
         (["am", "generalization", "--data", "mnist"], "invalid choice: 'mnist'"),
         (["am", "generalization", "--data", "digits", "--alphas", "30"], "distinct images"),
-        (["am", "capacity", "--workers", "0"], "--workers must be >= 1"),
+        (["am", "capacity", "--workers", "0"], "must be at least 1"),
+        (["am", "capacity", "--beta", "inf"], "finite"),
+        (["am", "capacity", "--alphas", "0.1,0.1"], "repeated"),
+        (["am", "capacity", "--models", "pl,pl"], "repeated"),
+        (["am", "capacity", "--n", "32", "--alphas", "1e6"], "in memory"),
+        (["am", "generalization", "--feature-ratio", "inf"], "finite"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, capsys, argv, message):

@@ -63,7 +63,7 @@ def _failing(error):
 
 
 @pytest.mark.parametrize("error, expected", [
-    (KeyboardInterrupt(), "attractor: interrupted; continue with the same command and --resume"),
+    (KeyboardInterrupt(), "attractor: interrupted"),     # no run in x yet: no resume hint
     (PermissionError(13, "Permission denied", "/x/y"), "attractor: error: Permission denied: /x/y"),
     (UserError("bad thing"), "attractor: error: bad thing"),
 ])
@@ -110,3 +110,35 @@ def test_results_dirs_hold_one_kind(tmp_path):
     with pytest.raises(UserError, match="holds no kind-a results"):
         prepare_results_dir(other, "kind-a", True, {})
     assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]
+
+
+def test_a_family_without_its_subcommand_is_one_line(capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["am"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and "capacity or generalization" in err
+
+
+def test_resume_hint_only_where_there_is_a_run(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    hint = cli._resume_hint
+    assert "--resume" in hint(argparse.Namespace(command="train", out=str(run)))
+    assert hint(argparse.Namespace(command="train", out=str(tmp_path / "none"))) == ""
+    assert "again" in hint(argparse.Namespace(command="sweep", out=str(tmp_path)))
+
+
+def test_a_closed_pipe_is_not_an_error(monkeypatch):
+    import sys
+
+    def closed(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    parser = cli.build_parser()
+    original = parser.parse_args
+    monkeypatch.setattr(parser, "parse_args",
+                        lambda argv: argparse.Namespace(**{**vars(original(argv)), "func": closed}))
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    monkeypatch.setattr(sys, "stderr", open(__import__("os").devnull, "w"))
+    assert cli.main(["info"]) == 0

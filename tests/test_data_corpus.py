@@ -116,6 +116,11 @@ def test_hf_errors(tmp_path, monkeypatch):
         hf_sentences(str(tmp_path / "x.parquet"))
     with pytest.raises(UserError, match="does not exist"):
         hf_sentences(str(tmp_path / "nowhere"))
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet at all")
+    (tmp_path / "tiny.txt").write_text("abc")
+    for junk in ("junk.parquet", "tiny.txt"):
+        with pytest.raises(UserError, match="cannot read .* as a dataset"):
+            hf_sentences(str(tmp_path / junk))
     import huggingface_hub.constants
 
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)

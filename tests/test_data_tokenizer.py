@@ -91,3 +91,15 @@ def test_save_and_load(tmp_path, gpt2):
 def test_unknown_kind():
     with pytest.raises(UserError, match="unknown tokenizer"):
         build_tokenizer("sentencepiece", ["a"])
+
+
+def test_bpe_sizes_are_bounded_before_any_work():
+    from dataclasses import replace
+
+    from attractor.data import DataConfig
+    from attractor.errors import UserError
+
+    for kind in ("bpe:100", "bpe:99999999999"):
+        with pytest.raises(UserError, match="bpe vocabulary size"):
+            replace(DataConfig(), tokenizer=kind).validate()
+    replace(DataConfig(), tokenizer="bpe:300").validate()

@@ -54,6 +54,13 @@ def test_dense_circle_end_to_end(tmp_path, capsys):
     assert "already holds results" in capsys.readouterr().err
 
 
+def test_single_training_sizes_make_every_figure(tmp_path):
+    out = tmp_path / "one"
+    assert main(["dense", "circle", "--out", str(out), "--ks", "8", "--exact-ks", "8",
+                 "--no-progress", *TINY]) == 0
+    assert (out / "landscape.png").is_file() and (out / "samples.png").is_file()
+
+
 @pytest.mark.slow
 def test_dense_digits_end_to_end(tmp_path):
     pytest.importorskip("sklearn")
@@ -75,6 +82,9 @@ def test_dense_digits_end_to_end(tmp_path):
     (["--threads", "-1"], "must be >= 0"),
     (["--samples", "0"], "must be at least 1"),
     (["--seed", "-1"], "must be >= 0"),
+    (["--ks", "2,2"], "repeated"),
+    (["--sigma", "1e300"], "must lie in"),
+    (["--exact-ks", "100000000"], "do not fit"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, message):
     out = tmp_path / "o"
@@ -100,7 +110,7 @@ def test_a_directory_of_other_results_is_refused_untouched(tmp_path, capsys):
 def test_config_errors_name_the_problem():
     from attractor.memories.dense.experiments import CircleConfig
 
-    with pytest.raises(ValueError, match="must be > 0"):
+    with pytest.raises(ValueError, match="must lie in"):
         CircleConfig(sigma=0.0)
     with pytest.raises(ValueError, match="at least 2"):
         CircleConfig(exact_ks=(1, 4))

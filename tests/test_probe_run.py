@@ -164,6 +164,7 @@ def test_cli_writes_results_and_refuses_to_overwrite(memorised_run, tmp_path, ca
     assert main(["probe", "entropy", str(run_dir), "--num-sequences", "2", "--bootstrap", "10",
                  "--quiet", "--device", "cpu"]) == 0
     assert "training not finished" in capsys.readouterr().err
+    assert "before training finished" in (run_dir / "probes" / "report.html").read_text()
 
 
 def _error(args, capsys) -> str:
@@ -176,6 +177,13 @@ def _error(args, capsys) -> str:
 
 def test_one_line_errors(memorised_run, tmp_path, capsys):
     assert "not a run directory" in _error(["probe", "entropy", str(tmp_path)], capsys)
+    for bad, message in ((["recovery", "--experiment", "stochastic", "--fractions", "0.3"],
+                          "belongs to the deterministic"),
+                         (["recovery", "--experiment", "deterministic", "--times", "0.3"],
+                          "belongs to the stochastic"),
+                         (["recovery", "--times", "0.5,0.5"], "repeats"),
+                         (["entropy", "--times", "1e-5,1e-5"], "repeats")):
+        assert message in _error(["probe", bad[0], str(memorised_run), *bad[1:]], capsys)
     for bad in (["recovery", "--times", ""], ["recovery", "--fractions", "0.3,,0.5"],
                 ["recovery", "--examples", "-1"], ["entropy", "--num-sequences", "0"],
                 ["generate", "--seed", "-1"]):
@@ -183,7 +191,9 @@ def test_one_line_errors(memorised_run, tmp_path, capsys):
             main(["probe", bad[0], str(memorised_run), *bad[1:]])
         err = capsys.readouterr().err
         assert stop.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err, bad
-    assert main(["probe"]) == 2 and "recovery" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:
+        main(["probe"])
+    assert stop.value.code == 2 and "recovery, entropy or generate" in capsys.readouterr().err
     err = _error(["probe", "recovery", str(memorised_run), "--times", "0,0.5"], capsys)
     assert "outside (0, 1]" in err
     err = _error(["probe", "recovery", str(memorised_run), "--experiment", "deterministic",

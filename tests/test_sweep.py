@@ -107,6 +107,12 @@ def test_bad_sweeps_get_one_line_errors(tmp_path):
     assert "whole number" in _error(cli("sweep", "--out", str(tmp_path / "a"), "--sizes", "8.7"))
     assert "drop --steps" in _error(cli("sweep", "--out", str(tmp_path / "b"), "--resume-config",
                                         "--steps", "999", "--only", "nano-n16"))
+    # given with --resume-config even at its default value: still refused, never ignored
+    assert "drop --steps, --corpus-size" in _error(cli(
+        "sweep", "--out", str(tmp_path / "b"), "--resume-config", "--steps", "2000",
+        "--corpus-size", "60000", "--plan"))
+    assert "not both" in _error(cli("sweep", "--out", str(tmp_path / "b"), "--resume-config",
+                                    "--only", "nano-n16", "--only-index", "0"))
     assert not (tmp_path / "a").exists()
 
 

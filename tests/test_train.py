@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 import subprocess
@@ -131,6 +132,7 @@ def _one_line_error(result):
     (["--weight-decay", "-1"], "weight decay"),
     (["--device", "tpu"], "device"),
     (["--seed", "-1"], "must be >= 0"),
+    (["--lr", "inf"], "finite"),
 ])
 def test_bad_training_arguments(tmp_path, args, message):
     line = _one_line_error(cli("train", "--out", str(tmp_path / "r"), "--steps", "2", *args))
@@ -156,6 +158,17 @@ def test_paths_in_the_way_are_one_line_errors(tmp_path, capsys):
     (damaged / "config.json").write_text('{"kind": "am-capacity"}')
     assert main(["train", "--out", str(damaged), "--resume"]) == 2
     assert "holds no training config" in capsys.readouterr().err
+    from attractor.train.config import make_config
+
+    good = {"train": make_config("nano", fraction=1.0).to_dict(), "vocab_size": 100}
+    for key, value in (("steps", "2"), ("steps", None), ("fraction", None)):
+        bad = {**good, "train": {**good["train"], key: value}}
+        (damaged / "config.json").write_text(json.dumps(bad))
+        assert main(["train", "--out", str(damaged), "--resume"]) == 2
+        assert "damaged training config" in capsys.readouterr().err
+    (damaged / "config.json").write_text(json.dumps({"train": good["train"]}))
+    assert main(["train", "--out", str(damaged), "--resume"]) == 2
+    assert "no vocabulary size" in capsys.readouterr().err
     assert afile.read_text() == "x"
 
 
@@ -189,3 +202,15 @@ def test_config_roundtrip():
 
     cfg = small_config(10, 5)
     assert config_from_dict(cfg.to_dict()) == cfg
+
+
+def test_resuming_drops_the_metrics_that_will_be_redone(tmp_path):
+    from attractor.io import write_jsonl
+    from attractor.train.trainer import _truncate_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    write_jsonl(path, [{"step": s, "loss": 1.0} for s in (10, 20, 30)])
+    _truncate_metrics(path, 20)                 # resumed from the checkpoint of step 20
+    assert [r["step"] for r in read_jsonl(path)] == [10, 20]
+    _truncate_metrics(path, 0)                  # killed before the first checkpoint
+    assert read_jsonl(path) == []

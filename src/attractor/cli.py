@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 from attractor.allocator import maybe_reexec
 from attractor.errors import UserError
@@ -34,6 +35,14 @@ RESUME_HINTS = {
     "sweep": "; run the same command again to continue (finished runs and probes are kept)",
     "demo": "; run the same command again to continue (finished runs and probes are kept)",
 }
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    """How to continue after Ctrl-C, where there is something to continue."""
+    out = getattr(args, "out", None)
+    if args.command == "train" and not (out and (Path(out) / "config.json").is_file()):
+        return ""                       # stopped before the run existed: nothing to resume
+    return RESUME_HINTS.get(args.command, "")
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -91,13 +100,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"attractor: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\nattractor: interrupted{RESUME_HINTS.get(args.command, '')}", file=sys.stderr)
+        print(f"\nattractor: interrupted{_resume_hint(args)}", file=sys.stderr)
         return 130
+    except BrokenPipeError:             # output piped into e.g. head: not an error
+        sys.stderr.close()
+        return 0
     except OSError as err:              # a path the system refused: say which, in one line
         where = f": {err.filename}" if err.filename else ""
         print(f"attractor: error: {err.strerror or err}{where}", file=sys.stderr)
         return 2
-    except BrokenPipeError:             # output piped into e.g. head: not an error
-        sys.stderr.close()
-        return 0
     return int(result or 0)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from attractor.errors import UserError, require
 from attractor.io import read_json, read_jsonl
 
 
@@ -46,29 +47,48 @@ def _by_level(rows: list[dict], level_key: str) -> dict:
     return {lv: {s: (np.array(a), np.array(b)) for s, (a, b) in d.items()} for lv, d in out.items()}
 
 
+def _probe_rows(path: Path, splits: tuple[str, ...] = ("train", "test")) -> list[dict]:
+    """The per-sequence rows of a probe, refusing a damaged file rather than failing later."""
+    rows = [r for r in read_jsonl(path) if isinstance(r, dict)] if path.is_file() else []
+    found = {r.get("split") for r in rows}
+    require(rows and set(splits) <= found,
+            f"{path} is damaged or incomplete; delete it and its .json, then run the probe again")
+    return rows
+
+
 def load_run_results(run_dir: Path) -> RunResults | None:
     """The records of one run, or None if its probes are not all there yet."""
     probes = run_dir / "probes"
     needed = ["recovery_stochastic", "recovery_deterministic", "entropy", "generate"]
     if not all((probes / f"{n}.json").is_file() for n in needed):
         return None
+    try:
+        return _load_run_results(run_dir, probes)
+    except (KeyError, TypeError, ValueError) as err:
+        if isinstance(err, UserError):
+            raise
+        raise UserError(f"the results of {run_dir} are damaged ({type(err).__name__}: {err}); "
+                        f"delete {probes} to probe the run again") from None
+
+
+def _load_run_results(run_dir: Path, probes: Path) -> RunResults:
     config = read_json(run_dir / "config.json")
     summary = read_json(run_dir / "summary.json") if (run_dir / "summary.json").is_file() else {}
     stoch = read_json(probes / "recovery_stochastic.json")
     res = RunResults(name=run_dir.name, model=config["train"]["model_name"],
                      num_train=int(config["num_train"]), vocab_size=int(config["vocab_size"]),
                      train_nelbo=summary.get("train_nelbo"), test_nelbo=summary.get("test_nelbo"))
-    res.stochastic = _by_level(read_jsonl(probes / "recovery_stochastic.jsonl"), "t")
+    res.stochastic = _by_level(_probe_rows(probes / "recovery_stochastic.jsonl"), "t")
     res.stochastic_summary = stoch["summary"]
     res.token_entropy_hist = stoch.get("histograms", {})
     res.deterministic_summary = read_json(probes / "recovery_deterministic.json")["summary"]
-    for r in read_jsonl(probes / "entropy.jsonl"):
+    for r in _probe_rows(probes / "entropy.jsonl"):
         res.entropy_rows.setdefault(r["split"], []).append(r["sequence_entropy"])
         res.entropy_token_mean.setdefault(r["split"], []).append(
             r["mean_token_entropy_normalised"] * math.log(res.vocab_size))
     res.entropy_rows = {k: np.array(v) for k, v in res.entropy_rows.items()}
     res.entropy_token_mean = {k: np.array(v) for k, v in res.entropy_token_mean.items()}
-    gen_rows = read_jsonl(probes / "generate.jsonl")
+    gen_rows = _probe_rows(probes / "generate.jsonl", splits=())
     res.generated = {
         "sequence_entropy": np.array([r["sequence_entropy"] for r in gen_rows]),
         "token_mean": np.array([r["sequence_entropy"] / max(r["n_real"], 1) for r in gen_rows]),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from attractor.commands.args import floats, names, nonnegative_int, positive_int
+from attractor.commands.args import floats, names, nonnegative_int, positive_float, positive_int
 from attractor.errors import UserError
 
 DIGITS_N = 64
@@ -62,17 +62,17 @@ def _common(p: argparse.ArgumentParser, out: str, alphas: str, n_help: str) -> N
                    help=f"loads P/N, comma-separated (default {alphas})")
     p.add_argument("--seeds", type=positive_int, default=3, help="seeds per load")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="first seed")
-    p.add_argument("--beta", type=float, default=0.1, help="PL inverse temperature")
-    p.add_argument("--lr", type=float, default=100.0, help="PL learning rate")
-    p.add_argument("--epochs", type=int, default=400, help="PL full-batch epochs")
-    p.add_argument("--clip", type=float, default=20.0, help="PL gradient-norm clip")
+    p.add_argument("--beta", type=positive_float, default=0.1, help="PL inverse temperature")
+    p.add_argument("--lr", type=positive_float, default=100.0, help="PL learning rate")
+    p.add_argument("--epochs", type=positive_int, default=400, help="PL full-batch epochs")
+    p.add_argument("--clip", type=positive_float, default=20.0, help="PL gradient-norm clip")
     p.add_argument("--dynamics", choices=("sync", "async"), default="sync",
                    help="zero-temperature retrieval, all sites at once or one at a time")
-    p.add_argument("--max-steps", type=int, default=30, help="steps (sync) or sweeps (async)")
-    p.add_argument("--trials", type=int, default=100, help="basin trials per flipped fraction")
-    p.add_argument("--workers", type=int, default=1,
+    p.add_argument("--max-steps", type=positive_int, default=30, help="steps (sync) or sweeps (async)")
+    p.add_argument("--trials", type=positive_int, default=100, help="basin trials per flipped fraction")
+    p.add_argument("--workers", type=positive_int, default=1,
                    help="processes over (alpha, seed) points; results do not depend on it")
-    p.add_argument("--flip-step", type=float, default=0.025, help="flipped-fraction grid step")
+    p.add_argument("--flip-step", type=positive_float, default=0.025, help="flipped-fraction grid step")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -100,10 +100,10 @@ def add_parser(sub) -> None:
             "neurons N (default 400; 64 for digits)")
     gen.add_argument("--data", choices=("sparse", "dense", "digits"), default="sparse",
                      help="sparse or dense random-feature mixtures, or the 8x8 digits")
-    gen.add_argument("--feature-ratio", type=float, default=0.05, help="alpha_D = D/N")
-    gen.add_argument("--mixture-size", type=int, default=3, help="L features per sparse mixture")
-    gen.add_argument("--n-test", type=int, default=300, help="unseen test patterns")
+    gen.add_argument("--feature-ratio", type=positive_float, default=0.05, help="alpha_D = D/N")
+    gen.add_argument("--mixture-size", type=positive_int, default=3, help="L features per sparse mixture")
+    gen.add_argument("--n-test", type=positive_int, default=300, help="unseen test patterns")
     gen.add_argument("--hebb", action="store_true", help="also measure the Hebbian memory")
     gen.set_defaults(func=run_generalization_command)
-    # ``attractor am`` alone: show the two sweeps rather than the top-level help.
-    p.set_defaults(func=lambda args: p.print_help() or 2)
+    # ``attractor am`` alone: name the two sweeps.
+    p.set_defaults(func=lambda args: p.error("choose a sweep: capacity or generalization"))

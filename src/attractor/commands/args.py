@@ -37,6 +37,11 @@ def _int(text: str) -> int:
     return int(value)
 
 
+def finite_float(text: str) -> float:
+    """A number that is neither inf nor nan."""
+    return _float(text)
+
+
 def floats(text: str) -> tuple[float, ...]:
     """``0.1,0.5`` -> (0.1, 0.5)."""
     return tuple(_float(part) for part in _items(text, "numbers"))

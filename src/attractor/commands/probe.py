@@ -10,6 +10,8 @@ import sys
 
 from attractor.commands.args import floats, nonnegative_int, positive_float, positive_int
 
+T_DEFAULT = 0.25                        # Exp. 1 diffusion time, as in the paper
+
 
 def _load(args: argparse.Namespace):
     import torch
@@ -36,6 +38,12 @@ def run_recovery_command(args: argparse.Namespace) -> int:
     from attractor.probes.recovery import deterministic_config, stochastic_config
 
     experiments = ("deterministic", "stochastic") if args.experiment == "both" else (args.experiment,)
+    for flag, value, used_by in (("--fractions", args.fractions, "deterministic"),
+                                 ("--t", args.t if args.t != T_DEFAULT else None, "deterministic"),
+                                 ("--times", args.times, "stochastic")):
+        if value is not None and used_by not in experiments:
+            raise UserError(f"{flag} belongs to the {used_by} experiment, which "
+                            f"--experiment {args.experiment} does not run")
     shared = {"num_sequences": args.num_sequences, "max_batch": args.max_batch,
                   "bootstrap": args.bootstrap, "examples": args.examples}
     configs = []
@@ -146,7 +154,7 @@ def add_parser(sub) -> None:
     _common(rec, 64, 100)
     rec.add_argument("--experiment", choices=("deterministic", "stochastic", "both"),
                      default="both", help="which retrieval experiment (default both)")
-    rec.add_argument("--t", type=positive_float, default=0.25, help="Exp. 1 fixed diffusion time")
+    rec.add_argument("--t", type=positive_float, default=T_DEFAULT, help="Exp. 1 fixed diffusion time")
     rec.add_argument("--fractions", type=floats, default=None,
                      help="Exp. 1 corrupted fractions (default 0.1,...,0.9)")
     rec.add_argument("--times", type=floats, default=None,
@@ -167,5 +175,5 @@ def add_parser(sub) -> None:
     gen.add_argument("--near-copy", type=float, default=0.1,
                      help="near copy: Hamming distance <= this fraction of the length")
     gen.set_defaults(func=run_generate_command)
-    # ``attractor probe`` alone: show the three probes rather than the top-level help.
-    p.set_defaults(func=lambda args: p.print_help() or 2)
+    # ``attractor probe`` alone: name the three probes.
+    p.set_defaults(func=lambda args: p.error("choose a probe: recovery, entropy or generate"))

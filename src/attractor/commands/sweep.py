@@ -19,6 +19,9 @@ SETTINGS = ("models", "sizes", "steps", "batch_size", "lr", "warmup", "ema", "co
             "probe_precision")
 
 
+_UNSET = object()
+
+
 def config_from_args(args: argparse.Namespace):
     from dataclasses import replace
 
@@ -27,13 +30,15 @@ def config_from_args(args: argparse.Namespace):
     from attractor.sweep.config import ProbeSettings, SweepConfig, paper_spaced_sizes
     from attractor.sweep.runner import load_sweep_config
 
+    given = [name for name in SETTINGS if getattr(args, name) is not _UNSET]
     if args.resume_config:
-        given = [f"--{name.replace('_', '-')}" for name in SETTINGS
-                 if getattr(args, name) != args.setting_defaults[name]]
         if given:
+            flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
             raise UserError(f"--resume-config takes every setting from {args.out}/sweep.json; "
-                            f"drop {', '.join(given)}")
+                            f"drop {flags}")
         return load_sweep_config(args.out)
+    args = argparse.Namespace(**{**vars(args), **{name: args.setting_defaults[name]
+                                                  for name in SETTINGS if name not in given}})
     data = replace(DataConfig(), corpus=args.corpus, tokenizer=args.tokenizer,
                    block_length=args.block_length, corpus_size=args.corpus_size,
                    test_size=args.test_size, mode=args.mode,
@@ -57,6 +62,10 @@ def run(args: argparse.Namespace) -> int:
     from attractor.sweep.plan import plan_json
     from attractor.sweep.runner import prepare_sweep, run_sweep
 
+    if args.only is not None and args.only_index is not None:
+        raise UserError("give --only or --only-index, not both")
+    if args.plan and (args.only is not None or args.only_index is not None):
+        raise UserError("--plan lists every run of the sweep; drop --only / --only-index")
     cfg = config_from_args(args)
     cfg.validate()
     if args.plan:                   # the jobs it lists read their settings from sweep.json
@@ -128,5 +137,13 @@ def add_parser(sub) -> None:
     p.add_argument("--resume-config", action="store_true",
                    help="take every setting from SWEEP_DIR/sweep.json")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.set_defaults(setting_defaults={name: p.get_default(name) for name in SETTINGS})
+    # A setting left out reads as _UNSET, so that --resume-config can tell it was not given
+    # even when a given value equals the default; config_from_args fills in the defaults.
+    defaults = {}
+    for action in p._actions:
+        if action.dest in SETTINGS:
+            defaults[action.dest] = action.default
+            action.default_from = lambda value=action.default: value      # for --help
+            action.default = _UNSET
+    p.set_defaults(setting_defaults=defaults)
     p.set_defaults(func=run)

@@ -7,11 +7,12 @@ saved in RUN_DIR/config.json; an option given with ``--resume`` must equal the s
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import asdict, replace
 from functools import lru_cache
 from pathlib import Path
 
-from attractor.commands.args import nonnegative_int
+from attractor.commands.args import finite_float, nonnegative_int
 
 # (flag, dest, type, where, help): where is "data", "model", "optim" or "train".
 OPTIONS = [
@@ -22,13 +23,13 @@ OPTIONS = [
     ("--corpus-size", "corpus_size", int, "data", "synthetic: distinct sentences; else max read"),
     ("--test-size", "test_size", int, "data", "held-out test sequences"),
     ("--data-seed", "seed", nonnegative_int, "data", "seed of the corpus, split and permutation"),
-    ("--dropout", "dropout", float, "model", "dropout of the DiT"),
-    ("--lr", "lr", float, "optim", "peak learning rate"),
+    ("--dropout", "dropout", finite_float, "model", "dropout of the DiT"),
+    ("--lr", "lr", finite_float, "optim", "peak learning rate"),
     ("--warmup", "warmup", int, "optim", "linear warm-up steps"),
-    ("--ema", "ema", float, "optim", "EMA decay of the evaluation weights"),
-    ("--clip", "clip", float, "optim", "gradient-norm clip"),
-    ("--weight-decay", "weight_decay", float, "optim", "AdamW weight decay"),
-    ("--fraction", "fraction", float, "train",
+    ("--ema", "ema", finite_float, "optim", "EMA decay of the evaluation weights"),
+    ("--clip", "clip", finite_float, "optim", "gradient-norm clip"),
+    ("--weight-decay", "weight_decay", finite_float, "optim", "AdamW weight decay"),
+    ("--fraction", "fraction", finite_float, "train",
      "fraction of the training pool, in (0, 1] (default 1 unless --num-train)"),
     ("--num-train", "num_train", int, "train", "number of training sequences (instead)"),
     ("--steps", "steps", int, "train", "optimiser steps"),
@@ -90,8 +91,13 @@ def run(args: argparse.Namespace) -> int:
     summary = train(cfg, args.out, resume=args.resume, progress=not args.no_progress,
                     cache_dir=args.cache_dir)
     if summary:
-        print(f"run: {args.out}  train NELBO {summary['train_nelbo']:.4f}  "
-              f"test NELBO {summary['test_nelbo']:.4f} nats/token")
+        train_nelbo, test_nelbo = summary.get("train_nelbo"), summary.get("test_nelbo")
+        if train_nelbo is None or test_nelbo is None:   # written as null: the loss diverged
+            print(f"run: {args.out}  the loss is not finite (diverged); try a smaller --lr",
+                  file=sys.stderr)
+            return 1
+        print(f"run: {args.out}  train NELBO {train_nelbo:.4f}  test NELBO {test_nelbo:.4f} "
+              "nats/token")
     return 0
 
 

@@ -89,6 +89,12 @@ def _check_tokenizer(kind: str) -> None:
     if kind in ("auto", "gpt2", "word"):
         return
     if kind.startswith("bpe:") and kind[4:].isdigit():
+        from attractor.data.tokenizer import MAX_BPE_VOCAB, MIN_BPE_VOCAB
+
+        size = int(kind[4:])
+        if not MIN_BPE_VOCAB <= size <= MAX_BPE_VOCAB:
+            raise UserError(f"bpe vocabulary size must lie in {MIN_BPE_VOCAB}..{MAX_BPE_VOCAB:,}; "
+                            f"got {size}")
         return
     raise UserError(f"unknown tokenizer {kind!r}; use auto, gpt2, word or bpe:<vocab_size>")
 

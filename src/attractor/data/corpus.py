@@ -121,7 +121,14 @@ def hf_sentences(name: str, limit: int = 0) -> list[str]:
     datasets = _import_datasets()
     local = Path(name).expanduser()
     if local.exists():
-        ds = _load_local(datasets, local)
+        try:
+            ds = _load_local(datasets, local)
+        except UserError:
+            raise
+        except Exception as err:  # noqa: BLE001 - pyarrow/datasets errors on a damaged dump
+            first = (str(err).splitlines() or [type(err).__name__])[0][:200]
+            raise UserError(f"cannot read {local} as a dataset ({type(err).__name__}: {first})"
+                            ) from None
     elif os.sep in name and name.startswith((os.sep, ".", "~")):
         raise UserError(f"local dataset path {name} does not exist")
     else:

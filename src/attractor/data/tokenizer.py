@@ -28,6 +28,7 @@ PAD, BOS, EOS, UNK = "[PAD]", "[BOS]", "[EOS]", "[UNK]"
 GPT2_EOT = "<|endoftext|>"
 # Smallest trained-BPE vocabulary: the 256 byte symbols plus the four special tokens.
 MIN_BPE_VOCAB = 256 + 4
+MAX_BPE_VOCAB = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ def trained_bpe_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     if vocab_size < MIN_BPE_VOCAB:
         raise UserError(f"bpe vocabulary size must be at least {MIN_BPE_VOCAB} "
                         f"(256 bytes + 4 special tokens); got {vocab_size}")
+    if vocab_size > MAX_BPE_VOCAB:
+        raise UserError(f"bpe vocabulary size must be at most {MAX_BPE_VOCAB:,}; got {vocab_size}")
     tok = Tokenizer(models.BPE(unk_token=UNK))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()

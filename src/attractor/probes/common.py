@@ -29,6 +29,7 @@ def check_times(times: Iterable[float], flag: str) -> None:
     bad = [t for t in times if not (0.0 < t <= 1.0)]
     require(not bad, f"{flag} {', '.join(map(str, bad))} outside (0, 1]: noise levels are "
                      f"diffusion times t in (0, 1]")
+    require(len(set(times)) == len(times), f"{flag} repeats a value: {list(times)}")
 
 
 def chunk_rows(max_batch: int, length: int, vocab_size: int,

@@ -42,13 +42,26 @@ def _probe_blocks(directory: Path, name: str) -> list[str]:
     return blocks
 
 
+def _trained_steps(run_dir: Path) -> int | None:
+    """The steps the run was configured for, if ``run_dir`` is a readable run."""
+    try:
+        return int(read_json(run_dir / "config.json")["train"]["steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def render_report(out_dir: str | Path) -> Path:
     """Build ``out_dir/report.html`` from the probe files in ``out_dir``."""
     directory = Path(out_dir)
     meta = read_json(directory / "results.json")
     blocks = [paragraph(f"Run: {meta.get('run')}")]
+    steps = _trained_steps(directory.parent)
     for name in PROBE_NAMES:
         if (directory / f"{name}.json").is_file():
+            step = read_json(directory / f"{name}.json").get("checkpoint_step")
+            if steps is not None and step is not None and step < steps:
+                blocks.append(paragraph(f"{name}: measured at step {step} of {steps}, before "
+                                        "training finished; rerun it with --overwrite", "note"))
             blocks += _probe_blocks(directory, name)
     return write_page(directory / "report.html", "Basins of attraction and conditional entropy",
                       blocks)

@@ -33,6 +33,8 @@ def render_directory(directory: str | Path) -> Path:
     if not any((directory / name).is_file() for name in ("results.json", "sweep.json")) \
             and (directory / "probes" / "results.json").is_file():
         directory = directory / "probes"       # a training run: report its probes
+    require(not (directory / "membership.json").is_file(),
+            f"{directory} is a training run without probes yet; run attractor probe on it first")
     results = directory / "results.json"
     if not results.is_file():
         results = directory / "sweep.json"

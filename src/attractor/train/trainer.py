@@ -117,14 +117,24 @@ def load_config(run_dir: Path) -> TrainConfig:
     if not path.is_file():
         raise UserError(f"{run_dir} is not a run directory (no config.json)")
     saved = read_json(path)
-    if not isinstance(saved, dict) or "train" not in saved:
+    if not isinstance(saved, dict) or not isinstance(saved.get("train"), dict):
         raise UserError(f"{run_dir} is not a run directory ({path} holds no training config)")
-    return config_from_dict(saved["train"])
+    try:
+        cfg = config_from_dict(saved["train"])
+        cfg.validate()
+    except (TypeError, ValueError, KeyError, AttributeError) as err:    # UserError included
+        raise UserError(f"{path} holds a damaged training config ({err})") from None
+    if not isinstance(saved.get("vocab_size"), int):
+        raise UserError(f"{path} is damaged: it records no vocabulary size")
+    return cfg
 
 
 def _write_fresh_run(run_dir: Path, cfg: TrainConfig, data: Dataset, train_ids) -> None:
     make_dir(run_dir)
-    data.tokenizer.save(str(run_dir / "tokenizer.json"))
+    try:
+        data.tokenizer.save(str(run_dir / "tokenizer.json"))
+    except Exception as err:            # the tokenizers library raises a plain Exception
+        raise UserError(f"cannot write {run_dir / 'tokenizer.json'}: {err}") from None
     write_json(run_dir / "membership.json", data.membership(train_ids))
     write_json(run_dir / "config.json", {
         "train": cfg.to_dict(), "vocab_size": data.vocab_size, "pad_id": data.pad_id,
@@ -165,10 +175,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
         state = ckpt.load_state(found)
         optimizer.load_state_dict(state["optimizer"])
         start = int(state["step"])
-        if dist_info.main:
-            _truncate_metrics(run_dir / "metrics.jsonl", start)
     if start >= cfg.steps and (run_dir / "summary.json").is_file():
-        return read_json(run_dir / "summary.json")
+        return read_json(run_dir / "summary.json")      # finished: nothing to redo or rewrite
+    if resume and dist_info.main:       # rows logged after the checkpoint (or before the first
+        _truncate_metrics(run_dir / "metrics.jsonl", start)     # one) are about to be redone
 
     net = model
     if dist_info.world > 1:
@@ -188,9 +198,12 @@ def loss_mask(data: Dataset, cfg: TrainConfig) -> torch.Tensor:
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric rows logged after the checkpoint we resume from (they will be redone)."""
+    """Drop metric rows logged after the checkpoint we resume from (they will be redone).
+
+    ``step`` 0 (no checkpoint yet) drops every row: the run starts again from its beginning.
+    """
     if path.is_file():
-        write_jsonl(path, [r for r in read_jsonl(path) if r.get("step", 0) <= step])
+        write_jsonl(path, [r for r in read_jsonl(path) if 0 < step and r.get("step", 0) <= step])
 
 
 def _run_loop(cfg, run_dir, net, model, optimizer, ema, start, data, x_train, m_train, device,

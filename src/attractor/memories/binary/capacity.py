@@ -57,6 +57,7 @@ class CapacityConfig:
         validate_load(self.n, self.alphas, self.n_seeds, self.seed)
         self.retrieval.validate()
         require(len(self.models) >= 1, "give at least one model")
+        require(len(set(self.models)) == len(self.models), f"models are repeated: {list(self.models)}")
         for model in self.models:
             require(model in MODELS, f"unknown model {model!r}; choose from {', '.join(MODELS)}")
         self.training.build().check_params()

@@ -65,10 +65,21 @@ class RetrievalConfig:
         return flip_grid(self.flip_step)
 
 
+# Largest P * N of a sweep: several float32 arrays of this size are alive while training.
+MAX_ENTRIES = 10**8
+
+
 def validate_load(n: int, alphas: Sequence[float], n_seeds: int, seed: int = 0) -> None:
     """One-line errors for a bad network size, load grid, seed count or first seed."""
     require(n >= 2, f"N must be >= 2 neurons, got N = {n}")
+    require(n * n <= MAX_ENTRIES, f"N = {n} gives {n}x{n} couplings, more than the "
+            f"{MAX_ENTRIES:.0e} entries these sweeps hold in memory")
     require(len(alphas) >= 1, "give at least one load alpha")
+    require(len(set(alphas)) == len(alphas), f"loads are repeated: {list(alphas)}")
+    largest = round(max(alphas) * n)
+    require(largest * n <= MAX_ENTRIES, f"alpha = {max(alphas)} at N = {n} means {largest:,} "
+            f"patterns of {n} neurons, more than the {MAX_ENTRIES:.0e} entries these sweeps hold "
+            "in memory; lower alpha or N")
     for alpha in alphas:
         require(math.isfinite(alpha) and alpha > 0, f"alpha = P/N must be > 0, got {alpha}")
         require(

@@ -20,6 +20,12 @@ from attractor.io import prepare_results_dir, write_csv, write_json
 from attractor.memories.dense import data, figures, merges, sweeps
 from attractor.memories.dense.score_model import ScoreModelConfig
 
+# Bounds that keep every tensor of the experiments finite and in memory: the data have unit
+# scale (circle radius 1, pixels in [-1, 1]); the exact energy holds (starts, K) distances.
+SIGMA_RANGE = (1e-4, 1e4)
+MAX_K = 100_000
+DIGITS_TRAIN = 1797 - 300
+
 
 @dataclass(frozen=True)
 class CircleConfig:
@@ -63,15 +69,24 @@ class DigitsConfig:
 
     def __post_init__(self) -> None:
         _check(self)
+        largest = max(self.exact_ks + self.learned_ks + self.entropy_ks)
+        require(largest <= DIGITS_TRAIN,
+                f"the digits give {DIGITS_TRAIN} training images (1797 less 300 held out); "
+                f"K = {largest} is too large")
 
 
 def _check(cfg: CircleConfig | DigitsConfig) -> None:
     """One-line errors for values no experiment can run with."""
-    require(cfg.sigma > 0, f"--sigma must be > 0, got {cfg.sigma}")
+    require(SIGMA_RANGE[0] <= cfg.sigma <= SIGMA_RANGE[1],
+            f"--sigma must lie in [{SIGMA_RANGE[0]:g}, {SIGMA_RANGE[1]:g}], got {cfg.sigma}")
     for name in ("exact_ks", "learned_ks", "entropy_ks"):
         ks = getattr(cfg, name)
         require(len(ks) >= 1 and min(ks) >= 2, f"every training size K must be at least 2 "
                 f"({name.replace('_', ' ')}: {list(ks)})")
+        require(len(set(ks)) == len(ks), f"training sizes are repeated ({name.replace('_', ' ')}: "
+                f"{list(ks)})")
+        require(max(ks) <= MAX_K, f"training sizes above {MAX_K:,} do not fit these dense "
+                f"experiments in memory ({name.replace('_', ' ')}: {list(ks)})")
     require(cfg.starts >= 1 and cfg.entropy_points >= 1, "starts and entropy points must be >= 1")
     require(cfg.entropy_width > 0 and min(cfg.entropy_sigmas) > 0,
             "the entropy check needs a positive width and noise levels")

@@ -119,10 +119,10 @@ def circle_figures(out: Path, points, cfg, minima: list[dict], arrays: dict) -> 
     """Energy landscapes with their minima (seed 0), and learned samples by class."""
     plt = pyplot()
     ks = _pick(cfg.exact_ks, 4)
-    fig, axes = plt.subplots(1, len(ks), figsize=(3.1 * len(ks), 3.1))
+    fig, axes = plt.subplots(1, len(ks), figsize=(3.1 * len(ks), 3.1), squeeze=False)
     grid = torch.linspace(-1.4, 1.4, 161, dtype=torch.float64)
     gx, gy = torch.meshgrid(grid, grid, indexing="xy")
-    for ax, k in zip(axes, ks):
+    for ax, k in zip(axes[0], ks):
         pats = points(k, 0)
         e = am.energy(torch.stack([gx.flatten(), gy.flatten()], -1), pats, cfg.sigma)
         ax.contourf(gx.numpy(), gy.numpy(), e.view(gx.shape).numpy(), levels=30, cmap="Greys_r")
@@ -138,8 +138,8 @@ def circle_figures(out: Path, points, cfg, minima: list[dict], arrays: dict) -> 
 def _circle_samples(out: Path, points, arrays: dict) -> None:
     plt = pyplot()
     ks = _pick(sorted(arrays), 4)
-    fig, axes = plt.subplots(1, len(ks), figsize=(3.1 * len(ks), 3.1))
-    for ax, k in zip(axes, ks):
+    fig, axes = plt.subplots(1, len(ks), figsize=(3.1 * len(ks), 3.1), squeeze=False)
+    for ax, k in zip(axes[0], ks):
         x, lab = arrays[k]["samples"], arrays[k]["labels"]
         for i, color in enumerate(CLASS_COLORS):
             ax.scatter(x[lab == i, 0].numpy(), x[lab == i, 1].numpy(), s=3, color=color, alpha=0.6)
