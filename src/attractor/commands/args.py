@@ -57,29 +57,27 @@ def names(text: str) -> tuple[str, ...]:
     return tuple(_items(text, "names"))
 
 
+def _bounded(value, ok: bool, rule: str, text: str):
+    if not ok:
+        raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}")
+    return value
+
+
 def positive_int(text: str) -> int:
     value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
-    return value
+    return _bounded(value, value >= 1, "at least 1", text)
 
 
 def nonnegative_int(text: str) -> int:
     value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return value
+    return _bounded(value, value >= 0, ">= 0", text)
 
 
 def positive_float(text: str) -> float:
     value = _float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-    return value
+    return _bounded(value, value > 0, "> 0", text)
 
 
 def nonnegative_float(text: str) -> float:
     value = _float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return value
+    return _bounded(value, value >= 0, ">= 0", text)

@@ -9,7 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from attractor.commands.args import ints, names, nonnegative_int, positive_float, positive_int
+from attractor.commands.args import (
+    finite_float,
+    ints,
+    names,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+)
 
 # The options that make up a sweep's config; --resume-config takes them all from sweep.json.
 SETTINGS = ("models", "sizes", "steps", "batch_size", "lr", "warmup", "ema", "corpus", "tokenizer",
@@ -97,7 +104,7 @@ def add_parser(sub) -> None:
                    help="peak learning rate (default: the model's recipe)")
     p.add_argument("--warmup", type=nonnegative_int, default=None,
                    help="warm-up steps (default: the model's recipe)")
-    p.add_argument("--ema", type=float, default=None,
+    p.add_argument("--ema", type=finite_float, default=None,
                    help="EMA decay (default: the model's recipe)")
     p.add_argument("--corpus", default="synthetic", help="synthetic | text:PATH | hf:NAME")
     p.add_argument("--tokenizer", default="auto", help="auto | gpt2 | word | bpe:N")

@@ -100,7 +100,7 @@ def prepare_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool) -> None:
     if resume:
         if not saved.is_file():
             raise UserError(f"cannot resume: {run_dir} has no config.json (not a run directory)")
-        old = read_json(saved)["train"]
+        old = load_config(run_dir).to_dict()
         diff = config_differences(cfg.to_dict(), old)
         if diff:
             raise UserError(f"--resume with a config that differs from the saved one: "
