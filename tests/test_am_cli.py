@@ -123,6 +123,7 @@ def test_worker_processes_give_the_same_numbers(tmp_path):
         (["am", "generalization", "--data", "digits", "--alphas", "30"], "distinct images"),
         (["am", "capacity", "--workers", "0"], "must be at least 1"),
         (["am", "capacity", "--beta", "inf"], "finite"),
+        (["am", "capacity", "--n", "32", "--flip-step", "1e-9"], "below one neuron"),
         (["am", "capacity", "--alphas", "0.1,0.1"], "repeated"),
         (["am", "capacity", "--models", "pl,pl"], "repeated"),
         (["am", "capacity", "--n", "32", "--alphas", "1e6"], "in memory"),

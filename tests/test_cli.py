@@ -142,3 +142,27 @@ def test_a_closed_pipe_is_not_an_error(monkeypatch):
     monkeypatch.setattr(cli, "build_parser", lambda: parser)
     monkeypatch.setattr(sys, "stderr", open(__import__("os").devnull, "w"))
     assert cli.main(["info"]) == 0
+
+
+def test_damaged_sweep_files_are_one_line_errors(tmp_path):
+    from attractor.report.registry import render_directory
+    from attractor.sweep.runner import load_sweep_config
+
+    sweep = tmp_path / "s"
+    sweep.mkdir()
+    for config in ("5", "{}", '{"data": {}, "probes": null}'):
+        (sweep / "sweep.json").write_text(f'{{"kind": "sweep", "config": {config}}}')
+        with pytest.raises(UserError, match="not a valid sweep config"):
+            load_sweep_config(sweep)
+        with pytest.raises(UserError):
+            render_directory(sweep)
+
+
+def test_data_pools_are_bounded_before_any_work():
+    from dataclasses import replace
+
+    from attractor.data import DataConfig
+
+    for change in ({"block_length": 10**8}, {"corpus_size": 10**12}):
+        with pytest.raises(UserError, match="at most"):
+            replace(DataConfig(), **change).validate()

@@ -208,6 +208,14 @@ def test_one_line_errors(memorised_run, tmp_path, capsys):
     (corrupt / "checkpoint" / "ema.safetensors").write_bytes(b"not a checkpoint")
     assert "corrupt" in _error(["probe", "entropy", str(corrupt)], capsys)
 
+    from safetensors.torch import load_file, save_file
+
+    diverged = _copy(memorised_run, tmp_path / "d")
+    ema = diverged / "checkpoint" / "ema.safetensors"
+    weights = load_file(str(ema))
+    save_file({k: torch.full_like(v, float("nan")) for k, v in weights.items()}, str(ema))
+    assert "diverged" in _error(["probe", "entropy", str(diverged)], capsys)
+
     from attractor.data.tokenizer import word_tokenizer
 
     other = _copy(memorised_run, tmp_path / "c")

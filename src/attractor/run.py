@@ -36,6 +36,11 @@ class Run:
     precision: str = "fp32"           # fp32 | bf16 (autocast of the denoiser's forward pass)
 
     @property
+    def finite(self) -> bool:
+        """False when training diverged: some weight is nan or inf."""
+        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+
+    @property
     def train_sequences(self) -> torch.Tensor:
         return self.dataset.sequences[self.train_ids]
 

@@ -16,9 +16,13 @@ T_DEFAULT = 0.25                        # Exp. 1 diffusion time, as in the paper
 def _load(args: argparse.Namespace):
     import torch
 
+    from attractor.errors import UserError
     from attractor.run import load_run
 
     run = load_run(args.run_dir, device=args.device, precision=args.precision)
+    if not run.finite:
+        raise UserError(f"{args.run_dir} diverged: its weights are not finite, so there is "
+                        "nothing to probe; train it again with a smaller --lr")
     if run.step < run.config.steps:
         print(f"note: {args.run_dir} is at step {run.step} of {run.config.steps} (training not "
               "finished); probing the weights of that step", file=sys.stderr)
@@ -39,7 +43,7 @@ def run_recovery_command(args: argparse.Namespace) -> int:
 
     experiments = ("deterministic", "stochastic") if args.experiment == "both" else (args.experiment,)
     for flag, value, used_by in (("--fractions", args.fractions, "deterministic"),
-                                 ("--t", args.t if args.t != T_DEFAULT else None, "deterministic"),
+                                 ("--t", args.t, "deterministic"),
                                  ("--times", args.times, "stochastic")):
         if value is not None and used_by not in experiments:
             raise UserError(f"{flag} belongs to the {used_by} experiment, which "
@@ -50,7 +54,8 @@ def run_recovery_command(args: argparse.Namespace) -> int:
     for exp in experiments:
         if exp == "deterministic":
             kw = {"fractions": args.fractions} if args.fractions else {}
-            configs.append(deterministic_config(t=args.t, steps=args.steps, **kw, **shared))
+            t = T_DEFAULT if args.t is None else args.t
+            configs.append(deterministic_config(t=t, steps=args.steps, **kw, **shared))
         else:
             kw = {"times": args.times} if args.times else {}
             configs.append(stochastic_config(steps=args.steps, **kw, **shared))
@@ -72,11 +77,12 @@ def _run_probes(args: argparse.Namespace, configs) -> int:
     from attractor.probes.recovery import run_recovery
 
     run, generator = _load(args)
-    paths = []
+    results, paths = [], []
     for cfg in configs:
-        result = run_recovery(run, cfg, generator, progress=not args.quiet)
-        paths.append(write_probe(run, result, args.overwrite))
-        _print_recovery(result)
+        results.append(run_recovery(run, cfg, generator, progress=not args.quiet))
+        paths.append(write_probe(run, results[-1], args.overwrite))
+    for result in results:              # printed once all work is written: a closed pipe
+        _print_recovery(result)         # (e.g. | head) cannot cut the probes short
     return _report(paths)
 
 
@@ -154,7 +160,8 @@ def add_parser(sub) -> None:
     _common(rec, 64, 100)
     rec.add_argument("--experiment", choices=("deterministic", "stochastic", "both"),
                      default="both", help="which retrieval experiment (default both)")
-    rec.add_argument("--t", type=positive_float, default=T_DEFAULT, help="Exp. 1 fixed diffusion time")
+    rec.add_argument("--t", type=positive_float, default=None,
+                     help=f"Exp. 1 fixed diffusion time (default {T_DEFAULT})")
     rec.add_argument("--fractions", type=floats, default=None,
                      help="Exp. 1 corrupted fractions (default 0.1,...,0.9)")
     rec.add_argument("--times", type=floats, default=None,

@@ -69,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
     from attractor.sweep.plan import plan_json
     from attractor.sweep.runner import prepare_sweep, run_sweep
 
+    if args.only is not None and len(set(args.only)) != len(args.only):
+        raise UserError(f"--only repeats a run: {','.join(args.only)}")
     if args.only is not None and args.only_index is not None:
         raise UserError("give --only or --only-index, not both")
     if args.plan and (args.only is not None or args.only_index is not None):

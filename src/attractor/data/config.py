@@ -13,6 +13,11 @@ from attractor.errors import UserError, require
 MODES = ("pad", "wrap")
 
 
+# Bounds that keep a data pool in memory: sequences are held as one (N, L) int64 tensor.
+MAX_BLOCK_LENGTH = 65_536
+MAX_SYNTHETIC = 10_000_000
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Everything that determines the sequence pool, the test split and the training order.
@@ -48,6 +53,8 @@ class DataConfig:
         _check_tokenizer(self.tokenizer)
         require(isinstance(self.block_length, int) and self.block_length >= 2,
                 f"block length must be at least 2 (BOS and EOS); got {self.block_length}")
+        require(self.block_length <= MAX_BLOCK_LENGTH,
+                f"block length must be at most {MAX_BLOCK_LENGTH:,}; got {self.block_length}")
         require(self.mode in MODES, f"unknown sequence mode {self.mode!r}; use pad or wrap")
         require(self.mode != "wrap" or self.block_length >= 3,
                 f"wrap mode needs block length >= 3 (BOS, a token, EOS); got {self.block_length}")
@@ -55,6 +62,9 @@ class DataConfig:
                 f"test size must be at least 1; got {self.test_size}")
         require(isinstance(self.corpus_size, int) and self.corpus_size >= 0,
                 f"corpus size must be >= 0 (0 = all); got {self.corpus_size}")
+        require(self.scheme != "synthetic" or self.corpus_size <= MAX_SYNTHETIC,
+                f"the synthetic corpus is made in memory: at most {MAX_SYNTHETIC:,} sentences; "
+                f"got {self.corpus_size}")
         require(self.scheme != "synthetic" or self.corpus_size > self.test_size,
                 f"synthetic corpus size ({self.corpus_size}) must exceed the test size "
                 f"({self.test_size})")

@@ -45,4 +45,11 @@ def render_directory(directory: str | Path) -> Path:
         raise UserError(f"{results} is not a results file of attractor ({err})") from err
     require(kind in RENDERERS, f"no report for results of kind {kind!r}")
     module, func = RENDERERS[kind].split(":")
-    return getattr(importlib.import_module(module), func)(directory)
+    try:
+        return getattr(importlib.import_module(module), func)(directory)
+    except UserError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+        # Reports are rendered from files only: a file of the wrong shape is damaged data.
+        raise UserError(f"cannot render {directory}: a results file there is damaged or from "
+                        f"another version ({type(err).__name__}: {err})") from None

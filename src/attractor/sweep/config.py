@@ -73,16 +73,20 @@ class SweepConfig:
 
 
 def sweep_config_from_dict(d: dict) -> SweepConfig:
-    d = dict(d)
+    """Inverse of ``SweepConfig.to_dict``; a dict that is not a valid sweep is a UserError."""
     try:
+        d = dict(d)
         data = DataConfig(**d.pop("data"))
         probes = d.pop("probes")
         probes = ProbeSettings(**{k: tuple(v) if isinstance(v, list) else v
                                   for k, v in probes.items()})
         d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-        return SweepConfig(data=data, probes=probes, **d)
-    except (KeyError, TypeError) as err:
-        raise UserError(f"sweep.json is not a sweep config of this version ({err})") from err
+        cfg = SweepConfig(data=data, probes=probes, **d)
+        cfg.validate()
+    except (KeyError, TypeError, ValueError, AttributeError) as err:    # UserError included
+        raise UserError(f"sweep.json is not a valid sweep config of this version ({err})"
+                        ) from None
+    return cfg
 
 
 def paper_spaced_sizes(pool: int, smallest: int = 32, n_log: int = 5, n_linear: int = 3) -> tuple:

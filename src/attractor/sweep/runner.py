@@ -79,7 +79,9 @@ def prepare_sweep(out: str | Path, cfg: SweepConfig):
 def load_sweep_config(out: str | Path) -> SweepConfig:
     path = Path(out) / "sweep.json"
     require(path.is_file(), f"{out} is not a sweep directory (no sweep.json)")
-    return sweep_config_from_dict(read_json(path)["config"])
+    saved = read_json(path)
+    require(isinstance(saved, dict) and "config" in saved, f"{path} is not a sweep file")
+    return sweep_config_from_dict(saved["config"])
 
 
 def run_is_trained(run_dir: Path, steps: int) -> bool:
@@ -133,6 +135,10 @@ def run_one(out: Path, cfg: SweepConfig, planned: PlannedRun, data=None,
         return status
     run = load_run(run_dir, device=cfg.device, cache_dir=out / "cache",
                    precision=cfg.probes.precision)
+    if not run.finite:                  # diverged: no probe is defined; the report omits it
+        tqdm.write(f"sweep: {planned.name} diverged (weights not finite); not probed")
+        status["diverged"] = True
+        return status
     runners = {"recovery_stochastic": run_recovery, "recovery_deterministic": run_recovery,
                "entropy": run_entropy, "generate": run_generate}
     configs = probe_configs(cfg.probes)

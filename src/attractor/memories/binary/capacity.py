@@ -55,7 +55,7 @@ class CapacityConfig:
 
     def validate(self) -> None:
         validate_load(self.n, self.alphas, self.n_seeds, self.seed)
-        self.retrieval.validate()
+        self.retrieval.validate(self.n)
         require(len(self.models) >= 1, "give at least one model")
         require(len(set(self.models)) == len(self.models), f"models are repeated: {list(self.models)}")
         for model in self.models:

@@ -75,7 +75,7 @@ class GeneralizationConfig:
         require(self.data in DATA, f"unknown data {self.data!r}; choose from {', '.join(DATA)}")
         require(self.data != "digits" or self.n == DIGITS_N, f"the 8x8 digits have N = {DIGITS_N}")
         validate_load(self.n, self.alphas, self.n_seeds, self.seed)
-        self.retrieval.validate()
+        self.retrieval.validate(self.n)
         self.training.build().check_params()
         if self.data != "digits":
             require(0 < self.feature_ratio, f"alpha_D = D/N must be > 0, got {self.feature_ratio}")

@@ -53,10 +53,13 @@ class RetrievalConfig:
     n_trials: int = 100
     flip_step: float = 0.025
 
-    def validate(self) -> None:
+    def validate(self, n: int) -> None:
+        """One-line errors for a bad rule or budget, and for a flip grid finer than 1/N."""
         require(
             self.rule in RULES, f"dynamics must be one of {', '.join(RULES)}, not {self.rule!r}"
         )
+        require(self.flip_step >= 1.0 / n,
+                f"--flip-step {self.flip_step} is below one neuron in N = {n} (1/N = {1 / n:g})")
         require(self.max_steps >= 1, f"--max-steps must be >= 1, got {self.max_steps}")
         require(self.n_trials >= 1, f"--trials must be >= 1, got {self.n_trials}")
         require(0 < self.flip_step <= 0.5, f"--flip-step must be in (0, 0.5], got {self.flip_step}")

@@ -21,9 +21,9 @@ from attractor.memories.dense import data, figures, merges, sweeps
 from attractor.memories.dense.score_model import ScoreModelConfig
 
 # Bounds that keep every tensor of the experiments finite and in memory: the data have unit
-# scale (circle radius 1, pixels in [-1, 1]); the exact energy holds (starts, K) distances.
+# scale (circle radius 1, pixels in [-1, 1]); the thresholds need the (K, K) distances.
 SIGMA_RANGE = (1e-4, 1e4)
-MAX_K = 100_000
+MAX_K = 10_000
 DIGITS_TRAIN = 1797 - 300
 
 
