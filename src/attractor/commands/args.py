@@ -14,7 +14,7 @@ import math
 
 def _items(text: str, what: str) -> list[str]:
     parts = [part.strip() for part in text.split(",")]
-    if not parts or any(not part for part in parts):
+    if any(not part for part in parts):
         raise argparse.ArgumentTypeError(f"expected comma-separated {what} with no empty item, "
                                          f"got {text!r}")
     return parts
@@ -76,8 +76,3 @@ def nonnegative_int(text: str) -> int:
 def positive_float(text: str) -> float:
     value = _float(text)
     return _bounded(value, value > 0, "> 0", text)
-
-
-def nonnegative_float(text: str) -> float:
-    value = _float(text)
-    return _bounded(value, value >= 0, ">= 0", text)
