@@ -95,6 +95,9 @@ def one_hot_add() -> dict:
 
 
 def main() -> None:
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__.split("\n")[0]).parse_args()
     result = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                           "torch": torch.__version__, "threads": torch.get_num_threads()},
               "bf16_matmul_gflops": matmul_rates(), "adamw_step_s": adamw(),

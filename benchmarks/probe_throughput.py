@@ -36,17 +36,18 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "probe_throughput.json"))
     args = parser.parse_args()
 
-    from attractor.data import DataConfig
+    from attractor.config import override
     from attractor.run import load_run
-    from attractor.train.config import make_config
+    from attractor.train.config import TrainConfig
     from attractor.train.trainer import train
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        data = DataConfig(tokenizer=args.tokenizer, block_length=args.block_length,
-                          corpus_size=3000, test_size=256)
-        cfg = make_config(args.model, data=data, num_train=512, steps=2, batch_size=8,
-                          eval_every=2, eval_sequences=8, checkpoint_every=2)
+        cfg = override(TrainConfig(), {
+            "model_name": args.model, "num_train": 512, "steps": 2, "batch_size": 8,
+            "eval_every": 2, "eval_sequences": 8, "checkpoint_every": 2,
+            "data": {"tokenizer": args.tokenizer, "block_length": args.block_length,
+                     "corpus_size": 3000, "test_size": 256}})
         train(cfg, Path(tmp) / "run", progress=False)
         for precision in args.precisions.split(","):
             run = load_run(Path(tmp) / "run", precision=precision)
@@ -63,26 +64,24 @@ def main() -> None:
 
 
 def _time_probes(run, args, precision: str) -> list[dict]:
-    from attractor.probes.entropy import EntropyConfig, run_entropy
-    from attractor.probes.generate import GenerateConfig, run_generate
-    from attractor.probes.recovery import deterministic_config, run_recovery, stochastic_config
-    from attractor.sampler import SamplerConfig
+    """Every registered probe with ``args.steps`` reverse steps on ``args.sequences`` sequences
+    per split (4x that for the entropies, which need one forward pass each)."""
+    import dataclasses
 
+    from attractor.config import from_dict
+    from attractor.probes.registry import PROBES, run_probe
+
+    small = {"reverse_steps": args.steps, "num_samples": args.sequences,
+             "num_reference": 4 * args.sequences, "common": {"bootstrap": 100}}
     rows = []
-    probes = {
-        "recovery_stochastic": (run_recovery, stochastic_config(
-            steps=args.steps, num_sequences=args.sequences, bootstrap=100)),
-        "recovery_deterministic": (run_recovery, deterministic_config(
-            steps=args.steps, num_sequences=args.sequences, bootstrap=100)),
-        "entropy": (run_entropy, EntropyConfig(num_sequences=4 * args.sequences,
-                                               bootstrap=100)),
-        "generate": (run_generate, GenerateConfig(
-            num_samples=args.sequences, sampler=SamplerConfig(steps=args.steps),
-            num_reference=4 * args.sequences, bootstrap=100)),
-    }
-    for name, (fn, probe_cfg) in probes.items():
+    for name, probe in PROBES.items():
+        fields = {f.name for f in dataclasses.fields(probe.config)}
+        n = 4 * args.sequences if name == "entropy" else args.sequences
+        probe_cfg = from_dict(probe.config, {**{k: v for k, v in small.items() if k in fields},
+                                             **({"num_sequences": n} if "num_sequences" in fields
+                                                else {})})
         start = time.perf_counter()
-        result = fn(run, probe_cfg, torch.Generator().manual_seed(0), progress=False)
+        result = run_probe(name, run, probe_cfg, torch.Generator().manual_seed(0), False)
         timing = result.timing.to_dict()
         rows.append({"probe": name, "precision": precision,
                      "wall_s": time.perf_counter() - start, **timing})

@@ -13,6 +13,7 @@ benchmarks/results/train_profile.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -78,7 +79,7 @@ def profile_one(model_name: str, vocab: int, precision: str, batch: int, length:
     from attractor.schedule import LogLinear
 
     torch.manual_seed(0)
-    cfg = get_model_config(model_name, dropout=0.0)
+    cfg = dataclasses.replace(get_model_config(model_name), dropout=0.0)
     model = DiT(cfg, vocab)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)   # as the trainer
     gen = torch.Generator().manual_seed(0)

@@ -15,6 +15,7 @@ and the bf16 and fp32 matmul peaks measured in the same run.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -60,7 +61,7 @@ def measure_one(model_name: str, vocab: int, precision: str, batch: int, length:
     from attractor.train.loop import diffusion_loss_terms
 
     torch.manual_seed(0)
-    cfg = get_model_config(model_name, dropout=0.0)
+    cfg = dataclasses.replace(get_model_config(model_name), dropout=0.0)
     model = DiT(cfg, vocab)
     net = torch.compile(model) if compile_model else model
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)   # as the trainer
@@ -72,7 +73,7 @@ def measure_one(model_name: str, vocab: int, precision: str, batch: int, length:
     for i in range(warmup + steps):
         start = time.perf_counter()
         t = stratified_times(batch, gen)
-        loss = diffusion_loss_terms(net, x0, t, schedule, vocab, gen, amp,
+        loss = diffusion_loss_terms(net, x0, t, schedule, gen, amp,
                                     loss_impl == "fused", compile_model).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -115,11 +116,11 @@ def main() -> None:
                 for alloc in args.allocators for comp in ([0, 1] if args.compile else [0])]
     for spec in args.configs:
         for precision, loss, alloc, comp in variants:
-            env = dict(os.environ, ATTRACTOR_ALLOCATOR="system")
+            env = dict(os.environ)
             env.pop("LD_PRELOAD", None)
             env.pop("MALLOC_CONF", None)
             if alloc != "glibc":
-                from attractor.allocator import find_library, preload_env
+                from _allocators import find_library, preload_env
 
                 lib = find_library(alloc)
                 if lib is None:

@@ -3,9 +3,11 @@
 import numpy as np
 import pytest
 
+from attractor.config import ConfigError
 from attractor.errors import UserError
 from attractor.memories.binary import (
     HebbianMemory,
+    PLConfig,
     PseudoInverseMemory,
     PseudoLikelihoodMemory,
     basin_curve,
@@ -101,11 +103,22 @@ def test_pseudo_likelihood_stores_beyond_the_hebbian_capacity():
     assert basin_curve(hebb, xi, rng, 40, grid).radius == 0.0
 
 
-@pytest.mark.parametrize("bad", [{"beta": 0}, {"learning_rate": -1}, {"init": "random"}])
-def test_bad_hyperparameters_are_one_line_errors(bad):
-    xi = random_states(3, 10, np.random.default_rng(0))
-    with pytest.raises(UserError):
-        PseudoLikelihoodMemory(**bad).fit(xi)
+@pytest.mark.parametrize("bad", [{"beta": 0}, {"learning_rate": -1}, {"n_epochs": -1},
+                                 {"clip_norm": 0}, {"init": "random"}])
+def test_bad_hyperparameters_are_one_line_errors_naming_the_field(bad):
+    with pytest.raises(ConfigError) as err:
+        PseudoLikelihoodMemory(**bad)
+    assert err.value.path == next(iter(bad)) and "\n" not in str(err.value)
+    assert isinstance(err.value, UserError)
+
+
+def test_keywords_and_config_build_the_same_memory():
+    xi = random_states(10, 30, np.random.default_rng(5))
+    by_keywords = PseudoLikelihoodMemory(beta=0.2, n_epochs=20)
+    by_config = PseudoLikelihoodMemory(PLConfig(beta=0.2, n_epochs=20))
+    assert by_keywords.config == by_config.config == PLConfig(beta=0.2, n_epochs=20)
+    assert PseudoLikelihoodMemory(PLConfig(beta=0.2), n_epochs=20).config == by_config.config
+    np.testing.assert_array_equal(by_keywords.fit(xi).couplings_, by_config.fit(xi).couplings_)
 
 
 @pytest.mark.parametrize("model", [HebbianMemory, PseudoInverseMemory, PseudoLikelihoodMemory])

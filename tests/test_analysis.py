@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from attractor.analysis import transition as tr
+from attractor.probes import stats
 
 
 def test_ks_distance_matches_brute_force():
@@ -11,8 +12,8 @@ def test_ks_distance_matches_brute_force():
     a, b = rng.normal(size=37), rng.normal(0.5, 1, size=23)
     grid = np.concatenate([a, b])
     brute = max(abs((a <= x).mean() - (b <= x).mean()) for x in grid)
-    assert tr.ks_distance(a, b) == pytest.approx(brute)
-    assert tr.ks_distance(a, a) == 0.0
+    assert stats.ks_distance(a, b) == pytest.approx(brute)
+    assert stats.ks_distance(a, a) == 0.0
 
 
 def test_first_crossing_interpolates_in_log_size():
@@ -52,12 +53,12 @@ def test_entropy_overlap_uses_the_fall_after_the_peak():
 def test_auroc_and_spearman():
     rng = np.random.default_rng(3)
     low, high = rng.normal(0, 1, 100), rng.normal(3, 1, 100)
-    out = tr.auroc_with_ci(low, high, rng, n_boot=200)     # members have LOW entropy
-    assert out["auroc"] > 0.95 and out["lo"] <= out["auroc"] <= out["hi"]
+    out = stats.auroc_interval(-low, -high, rng, n=200)     # members have LOW entropy
+    assert out["mean"] > 0.95 and out["lo"] <= out["mean"] <= out["hi"]
     x = rng.normal(size=50)
-    assert tr.spearman(x, np.exp(x)) == pytest.approx(1.0)
-    assert tr.spearman(x, -x ** 3) == pytest.approx(-1.0)
-    assert tr.spearman(np.ones(5), x[:5]) is None
+    assert stats.spearman(x, np.exp(x)) == pytest.approx(1.0)
+    assert stats.spearman(x, -x ** 3) == pytest.approx(-1.0)
+    assert stats.spearman(np.ones(5), x[:5]) is None
 
 
 def test_report_tables_show_undefined_values_as_a_dash():

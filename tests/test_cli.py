@@ -1,59 +1,56 @@
-"""The command line as a whole: argument types, help texts, and what every error looks like."""
+"""The command line as a whole: options made from configs, and what every error looks like."""
 
 import argparse
 
 import pytest
 
 from attractor import cli
-from attractor.commands import args as types
 from attractor.errors import UserError
 from attractor.io import prepare_results_dir, read_json
 
 
-def test_lists_reject_empty_items_and_fractions():
-    assert types.floats("0.1, 0.5") == (0.1, 0.5)
-    assert types.ints("8,32,1e3,100.0") == (8, 32, 1000, 100)
-    assert types.names("nano,micro") == ("nano", "micro")
-    for bad in ("", " ", ",", "1,,2", "1,", "a,1"):
-        with pytest.raises(argparse.ArgumentTypeError):
-            types.floats(bad)
-    for bad in ("8.7", "nan", "inf"):
-        with pytest.raises(argparse.ArgumentTypeError):
-            types.ints(bad)
-    with pytest.raises(argparse.ArgumentTypeError):
-        types.names("nano,,micro")
+def _error(argv, capsys) -> str:
+    """Run ``attractor argv`` in-process; it must fail with exactly one line on stderr."""
+    capsys.readouterr()
+    try:
+        code = cli.main(argv)
+    except SystemExit as stop:          # argparse refused the arguments
+        code = stop.code
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, (argv, err)
+    return err.strip()
 
 
-def test_bounded_numbers():
-    assert types.positive_int("3") == 3 and types.nonnegative_int("0") == 0
-    assert types.positive_float("0.5") == 0.5
-    for check, bad in ((types.positive_int, "0"), (types.nonnegative_int, "-1"),
-                       (types.positive_float, "0"),
-                       (types.positive_int, "1.5"), (types.positive_float, "inf")):
-        with pytest.raises(argparse.ArgumentTypeError):
-            check(bad)
+@pytest.mark.parametrize("argv, words", [
+    (["train", "--out", "x", "--sizes", "1"], "unrecognized arguments"),
+    (["train", "--out", "x", "--steps", "8.7"], "whole number"),
+    (["train", "--out", "x", "--lr", "inf"], "finite"),
+    (["train", "--out", "x", "--seed", "-1"], "--seed must be >= 0"),
+    (["train", "--out", "x", "--fraction", "1.5"], "--fraction must lie in (0, 1]"),
+    (["train", "--out", "x", "--weight-decay", "-1"], "--weight-decay must be >= 0"),
+    (["train", "--out", "x", "--model", "gigantic"], "--model is 'gigantic'"),
+    (["train", "--out", "x", "--device", "tpu"], "--device is 'tpu'"),
+    (["sweep", "--out", "x", "--sizes", ""], "no empty item"),
+    (["sweep", "--out", "x", "--sizes", "50,10"], "--sizes must be strictly increasing"),
+    (["sweep", "--out", "x", "--models", "nano,huge"], "--models has unknown model config"),
+    (["sweep", "--out", "x", "--times", "0.5,0.5"], "repeats a value"),
+    (["info", "--vocab", "1"], "at least 2 tokens"),
+    (["am"], "capacity"),
+    (["probe"], "recovery, entropy, generate"),
+])
+def test_bad_input_is_one_line(argv, words, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert words in _error(argv, capsys)
+    assert not (tmp_path / "x").exists()            # checked before anything is written
 
 
-def test_help_states_defaults_once(capsys):
+def test_help_lists_every_setting_with_its_default(capsys):
     with pytest.raises(SystemExit):
         cli.main(["sweep", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "optimiser steps per run (default 2000)" in text
-    assert "comma-separated model configs (nano, micro, tiny, small, medium) (default nano)" in text
-    assert "(default fp32) (default" not in text and "default None" not in text
-    with pytest.raises(SystemExit):
-        cli.main(["train", "--help"])
-    text = " ".join(capsys.readouterr().out.split())
-    assert "peak learning rate (default 0.001)" in text and "(default 2000)" in text
-
-
-def test_info_rejects_a_vocabulary_below_two(capsys):
-    with pytest.raises(SystemExit) as stop:
-        cli.main(["info", "--vocab", "0"])
-    assert stop.value.code == 2 and "at least 1" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        cli.main(["info", "--vocab", "1"])
-    assert "at least 2 tokens" in capsys.readouterr().err
+    assert "--num-sequences N training and test sequences each, at most (defaults " in text
+    assert "--bootstrap N" in text and "dotted path" in text
+    assert "(default None)" not in text
 
 
 def _failing(error):
@@ -68,20 +65,23 @@ def _failing(error):
     (UserError("bad thing"), "attractor: error: bad thing"),
 ])
 def test_errors_end_in_one_line(monkeypatch, capsys, error, expected):
-    parser = cli.build_parser()
-    original = parser.parse_args
+    from attractor.commands import info
 
-    def parse(argv):
-        parsed = original(argv)
-        parsed.func = _failing(error)
-        return parsed
-
-    monkeypatch.setattr(parser, "parse_args", parse)
-    monkeypatch.setattr(cli, "build_parser", lambda: parser)
-    code = cli.main(["train", "--out", "x"])
-    err = capsys.readouterr().err.strip()
+    monkeypatch.setattr(info, "run", _failing(error))
+    code = cli.main(["info"])
     assert code == (130 if isinstance(error, KeyboardInterrupt) else 2)
-    assert err == expected
+    assert capsys.readouterr().err.strip() == expected
+
+
+def test_a_closed_pipe_is_not_an_error(monkeypatch):
+    import os
+    import sys
+
+    from attractor.commands import info
+
+    monkeypatch.setattr(info, "run", _failing(BrokenPipeError(32, "Broken pipe")))
+    monkeypatch.setattr(sys, "stderr", open(os.devnull, "w"))
+    assert cli.main(["info"]) == 0
 
 
 def test_damaged_json_is_a_user_error(tmp_path):
@@ -112,13 +112,6 @@ def test_results_dirs_hold_one_kind(tmp_path):
     assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]
 
 
-def test_a_family_without_its_subcommand_is_one_line(capsys):
-    with pytest.raises(SystemExit) as stop:
-        cli.main(["am"])
-    err = capsys.readouterr().err
-    assert stop.value.code == 2 and err.count("\n") == 1 and "capacity or generalization" in err
-
-
 def test_resume_hint_only_where_there_is_a_run(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
@@ -129,40 +122,15 @@ def test_resume_hint_only_where_there_is_a_run(tmp_path):
     assert "again" in hint(argparse.Namespace(command="sweep", out=str(tmp_path)))
 
 
-def test_a_closed_pipe_is_not_an_error(monkeypatch):
-    import sys
-
-    def closed(args):
-        raise BrokenPipeError(32, "Broken pipe")
-
-    parser = cli.build_parser()
-    original = parser.parse_args
-    monkeypatch.setattr(parser, "parse_args",
-                        lambda argv: argparse.Namespace(**{**vars(original(argv)), "func": closed}))
-    monkeypatch.setattr(cli, "build_parser", lambda: parser)
-    monkeypatch.setattr(sys, "stderr", open(__import__("os").devnull, "w"))
-    assert cli.main(["info"]) == 0
-
-
 def test_damaged_sweep_files_are_one_line_errors(tmp_path):
     from attractor.report.registry import render_directory
     from attractor.sweep.runner import load_sweep_config
 
     sweep = tmp_path / "s"
     sweep.mkdir()
-    for config in ("5", "{}", '{"data": {}, "probes": null}'):
+    for config in ("5", '{"train": 3}', '{"probes": null}', '{"sizes": [3, 1]}'):
         (sweep / "sweep.json").write_text(f'{{"kind": "sweep", "config": {config}}}')
         with pytest.raises(UserError, match="not a valid sweep config"):
             load_sweep_config(sweep)
         with pytest.raises(UserError):
             render_directory(sweep)
-
-
-def test_data_pools_are_bounded_before_any_work():
-    from dataclasses import replace
-
-    from attractor.data import DataConfig
-
-    for change in ({"block_length": 10**8}, {"corpus_size": 10**12}):
-        with pytest.raises(UserError, match="at most"):
-            replace(DataConfig(), **change).validate()

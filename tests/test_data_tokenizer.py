@@ -72,8 +72,6 @@ def test_trained_bpe_size_round_trip_and_determinism():
     assert tok.decode(tok.encode(sample).ids) == sample  # byte level: nothing is unknown
     assert len(tok.encode("the quick brown fox").ids) < len("the quick brown fox")  # merges
     assert tok.to_str() == trained_bpe_tokenizer(texts, 300).to_str()
-    with pytest.raises(UserError, match="at least 260"):
-        trained_bpe_tokenizer(texts, 100)
 
 
 def test_save_and_load(tmp_path, gpt2):
@@ -101,5 +99,5 @@ def test_bpe_sizes_are_bounded_before_any_work():
 
     for kind in ("bpe:100", "bpe:99999999999"):
         with pytest.raises(UserError, match="bpe vocabulary size"):
-            replace(DataConfig(), tokenizer=kind).validate()
-    replace(DataConfig(), tokenizer="bpe:300").validate()
+            replace(DataConfig(), tokenizer=kind)
+    replace(DataConfig(), tokenizer="bpe:300")

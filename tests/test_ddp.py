@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -14,8 +15,9 @@ ARGS = ["--num-train", "64", "--steps", "6", "--batch-size", "16", "--corpus-siz
         "fp32", "--no-progress"]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1", ATTRACTOR_ALLOCATOR="system")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     single = subprocess.run([sys.executable, "-m", "attractor", "train", "--out",
                              str(tmp_path / "one"), *ARGS], capture_output=True, text=True,
                             env=env, cwd=REPO, timeout=240)

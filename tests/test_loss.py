@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from attractor.loss import masked_mean, nelbo_per_token, stratified_times
+from attractor.loss import nelbo_per_token, stratified_times
 from attractor.posterior import posterior
 
 EPS = 1e-3
@@ -72,12 +72,6 @@ def test_loss_is_float32_under_bf16_autocast(gen):
     assert loss.dtype == torch.float32
     ref = nelbo_per_token(torch.log_softmax(logits.double(), -1), x0, zt, a.double(), da.double())
     torch.testing.assert_close(loss.double(), ref, rtol=2e-4, atol=1e-5)
-
-
-def test_masked_mean_excludes_pads():
-    per_token = torch.tensor([[1.0, 2.0, 100.0], [3.0, 100.0, 100.0]])
-    mask = torch.tensor([[True, True, False], [True, False, False]])
-    assert masked_mean(per_token, mask).item() == pytest.approx(2.0)
 
 
 def test_stratified_times_cover_each_stratum_once(gen):

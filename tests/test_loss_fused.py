@@ -57,6 +57,7 @@ def test_fused_gradcheck(gen):
     assert torch.autograd.gradcheck(lambda z: fused_nelbo_per_token(z, *case[1:]), (logits,))
 
 
+@pytest.mark.slow
 def test_compiled_kernels_give_the_same_loss_and_gradient(gen):
     """torch.compile of the K-wide kernels changes speed, not results (first call compiles)."""
     case = _case(gen, 257, torch.float32, B=3, L=5)

@@ -12,12 +12,13 @@ import pytest
 import torch
 
 from attractor.cli import main
-from attractor.data import DataConfig
+from attractor.probes import generate as generate_probe
 from attractor.probes.entropy import EntropyConfig, run_entropy
 from attractor.probes.generate import GenerateConfig, nearest_neighbours, run_generate
-from attractor.probes.recovery import deterministic_config, run_recovery, stochastic_config
+from attractor.probes.recovery import DeterministicConfig, StochasticConfig, run_recovery
 from attractor.run import load_run
-from attractor.sampler import SamplerConfig
+
+FEW = {"common": {"bootstrap": 100}}
 
 TRAIN_STEPS = 2000
 pytestmark = pytest.mark.slow          # trains a model: about a minute on a busy 2-core machine
@@ -34,17 +35,18 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def memorised_run(tmp_path_factory):
-    from attractor.train.config import make_config
-    from attractor.train.trainer import train
+    from _runs import train_small
 
     run_dir = tmp_path_factory.mktemp("probe_run") / "nano32"
-    data = DataConfig(corpus="synthetic", corpus_size=2000, test_size=64, block_length=12)
-    cfg = make_config("nano", data=data, num_train=32, steps=TRAIN_STEPS, batch_size=32,
-                      eval_every=TRAIN_STEPS, checkpoint_every=TRAIN_STEPS, eval_sequences=32,
-                      optim_overrides={"lr": 3e-3, "warmup": 20, "ema": 0.99}, device="cpu",
-                      precision="fp32")
-    train(cfg, run_dir, progress=False)
+    train_small(run_dir, num_train=32, steps=TRAIN_STEPS, corpus=2000, test_size=64,
+                data={"block_length": 12}, eval_sequences=32, optim={"ema": 0.99})
     return run_dir
+
+
+def _config(cls, **changes):
+    from attractor.config import from_dict
+
+    return from_dict(cls, {**FEW, **changes})
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +57,7 @@ def run(memorised_run):
 def test_memorised_training_sequences_are_recovered_and_test_ones_are_not(run):
     # Experiment 2 at t = 0.25, averaged over 4 independent corruption draws (each of 32 train
     # and 32 test sequences has only ~2.5 corrupted tokens, so one draw is noisy).
-    cfg = stochastic_config(times=(0.25,), steps=20, num_sequences=32, bootstrap=100)
+    cfg = _config(StochasticConfig, times=(0.25,), reverse_steps=20, num_sequences=32)
     train, test = [], []
     for seed in range(4):
         result = run_recovery(run, cfg, torch.Generator().manual_seed(seed), progress=False)
@@ -63,20 +65,20 @@ def test_memorised_training_sequences_are_recovered_and_test_ones_are_not(run):
         test.append(result.summary[0]["test"]["recovery"]["mean"])
     assert sum(train) / 4 >= 0.9, train
     assert sum(train) / 4 - sum(test) / 4 >= 0.5, (train, test)
-    assert result.timing.forward_calls == cfg.sampler.steps + 2   # one chunk: steps, final, entropy
+    assert result.timing.forward_calls == cfg.reverse_steps + 2   # one chunk: steps, final, entropy
     assert len(result.rows) == 2 * 32
 
 
 def test_greedy_retrieval_recovers_memorised_sequences(run):
-    cfg = deterministic_config(fractions=(0.25,), t=0.25, steps=20, num_sequences=32,
-                               bootstrap=100)
+    cfg = _config(DeterministicConfig, fractions=(0.25,), t=0.25, reverse_steps=20,
+                  num_sequences=32)
     result = run_recovery(run, cfg, torch.Generator().manual_seed(0), progress=False)
     train, test = result.summary[0]["train"]["recovery"], result.summary[0]["test"]["recovery"]
     assert train["mean"] >= 0.9 and train["lo"] > test["hi"], (train, test)
 
 
 def test_training_sequences_have_near_zero_conditional_entropy(run):
-    result = run_entropy(run, EntropyConfig(num_sequences=32, bootstrap=200),
+    result = run_entropy(run, _config(EntropyConfig, num_sequences=32),
                          torch.Generator().manual_seed(1), progress=False)
     summary = result.summary[0]
     assert summary["train_token_normalised"]["mean"] < 0.05, summary
@@ -85,7 +87,7 @@ def test_training_sequences_have_near_zero_conditional_entropy(run):
 
 def test_bf16_probes_match_fp32_and_are_recorded(memorised_run, tmp_path):
     """bf16 forward passes (autocast) give the same picture; the JSON says which was used."""
-    cfg = EntropyConfig(num_sequences=16, bootstrap=50)
+    cfg = _config(EntropyConfig, num_sequences=16)
     means = {}
     for precision in ("fp32", "bf16"):
         r = run_entropy(load_run(memorised_run, device="cpu", precision=precision), cfg,
@@ -95,21 +97,29 @@ def test_bf16_probes_match_fp32_and_are_recorded(memorised_run, tmp_path):
     assert means["bf16"][1] == pytest.approx(means["fp32"][1], rel=0.1)
     out = _copy(memorised_run, tmp_path)
     assert main(["probe", "entropy", str(out), "--precision", "bf16", "--num-sequences", "4",
-                 "--bootstrap", "20", "--device", "cpu", "--quiet"]) == 0
+                 "--bootstrap", "20", "--device", "cpu", "--no-progress"]) == 0
     assert json.loads((out / "probes" / "entropy.json").read_text())["precision"] == "bf16"
 
 
-def test_generation_is_graded_against_the_training_set(run):
-    cfg = GenerateConfig(num_samples=16, sampler=SamplerConfig(steps=20), num_reference=32,
-                         bootstrap=100)
+def test_generation_is_graded_against_the_training_set(run, monkeypatch):
+    """Planted samples: 4 training sequences, 4 held-out ones, 4 made of random ids."""
+    planted = torch.cat([run.train_sequences[:4], run.test_sequences[:4],
+                         torch.randint(0, run.vocab_size, (4, run.train_sequences.shape[1]),
+                                       generator=torch.Generator().manual_seed(5))])
+    monkeypatch.setattr(generate_probe, "_sample", lambda *args: planted.clone())
+    cfg = _config(GenerateConfig, num_samples=12, reverse_steps=2, num_reference=32)
     result = run_generate(run, cfg, torch.Generator().manual_seed(2), progress=False)
-    fractions = result.summary["categories"]
-    assert sum(fractions.values()) == pytest.approx(1.0)
-    exact = [r for r in result.rows if r["exact_copy"]]
-    train = {tuple(s.tolist()) for s in run.train_sequences}
-    for r in exact:                     # an exact copy really is a training sequence
-        assert tuple(run.dataset.sequences[r["nearest_train_id"]].tolist()) in train
-    assert result.summary["test_grammatical"] is not None
+    rows = [r for r in result.rows if r["split"] == "generated"]
+    assert [r["exact_copy"] for r in rows] == [True] * 4 + [False] * 8
+    assert [r["nearest_train_id"] for r in rows[:4]] == run.train_ids[:4].tolist()
+    assert [r["nearest_test_distance"] == 0 for r in rows] == [False] * 4 + [True] * 4 + [False] * 4
+    # validity comes from the corpus's checker (sentences cut at L = 12 may be invalid too)
+    valid = [run.checker(run.dataset.sentence(x)) for x in planted[:8]]
+    assert [r["grammatical"] for r in rows] == valid + [False] * 4 and any(valid)
+    assert all(r["category"] == "novel_ungrammatical" for r in rows[8:])
+    assert result.summary["categories"]["exact_copy"] == pytest.approx(4 / 12)
+    assert result.summary["matches_test_sequence"] == pytest.approx(4 / 12)
+    assert len([r for r in result.rows if r["split"] == "train"]) == 32
 
 
 def test_nearest_neighbours_against_brute_force(gen):
@@ -133,36 +143,31 @@ def _copy(run_dir, tmp_path):
 def test_cli_writes_results_and_refuses_to_overwrite(memorised_run, tmp_path, capsys):
     run_dir = _copy(memorised_run, tmp_path)
     args = ["probe", "recovery", str(run_dir), "--experiment", "deterministic",
-            "--fractions", "0.2,0.6", "--num-sequences", "4", "--steps", "5", "--device", "cpu",
-            "--bootstrap", "50", "--quiet"]
+            "--fractions", "0.2,0.6", "--num-sequences", "4", "--reverse-steps", "5",
+            "--device", "cpu", "--bootstrap", "50", "--no-progress"]
     assert main(args) == 0
     out = run_dir / "probes"
     for name in ("recovery_deterministic.json", "recovery_deterministic.jsonl",
-                 "recovery_deterministic.png", "recovery_deterministic_examples.html",
-                 "results.json", "report.html"):
+                 "recovery_deterministic_examples.json", "results.json", "report.html"):
         assert (out / name).is_file(), name
     data = json.loads((out / "recovery_deterministic.json").read_text())
     assert [e["fraction"] for e in data["summary"]] == [0.2, 0.6]
     assert 0 < data["timing"]["forward_fraction"] <= 1 and data["timing"]["sequences"] == 16
-    html = (out / "recovery_deterministic_examples.html").read_text()
-    assert "tok-ok" in html or "tok-bad" in html
+    html = (out / "report.html").read_text()
+    assert "tok-ok" in html        # a memorised training sequence: corrupted tokens recovered
     capsys.readouterr()
     assert main(args) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert main(args + ["--overwrite"]) == 0
-    assert main(["report", str(out)]) == 0
     (out / "report.html").unlink()
     assert main(["report", str(run_dir)]) == 0          # a run's directory reports its probes
     assert (out / "report.html").is_file()
-    both = [a for a in args if a not in ("--experiment", "deterministic")]
-    capsys.readouterr()
-    assert main(both) == 2                              # one of the two exists: say what to do
-    assert "--experiment stochastic" in capsys.readouterr().err
     meta = json.loads((run_dir / "config.json").read_text())
     meta["train"]["steps"] *= 10                        # as if training were still under way
     (run_dir / "config.json").write_text(json.dumps(meta))
+    capsys.readouterr()
     assert main(["probe", "entropy", str(run_dir), "--num-sequences", "2", "--bootstrap", "10",
-                 "--quiet", "--device", "cpu"]) == 0
+                 "--no-progress", "--device", "cpu"]) == 0
     assert "training not finished" in capsys.readouterr().err
     assert "before training finished" in (run_dir / "probes" / "report.html").read_text()
 
@@ -177,28 +182,28 @@ def _error(args, capsys) -> str:
 
 def test_one_line_errors(memorised_run, tmp_path, capsys):
     assert "not a run directory" in _error(["probe", "entropy", str(tmp_path)], capsys)
+    run = str(memorised_run)
     for bad, message in ((["recovery", "--experiment", "stochastic", "--fractions", "0.3"],
-                          "belongs to the deterministic"),
+                          "--fractions is a setting of recovery_deterministic"),
                          (["recovery", "--experiment", "deterministic", "--times", "0.3"],
-                          "belongs to the stochastic"),
-                         (["recovery", "--times", "0.5,0.5"], "repeats"),
-                         (["entropy", "--times", "1e-5,1e-5"], "repeats")):
-        assert message in _error(["probe", bad[0], str(memorised_run), *bad[1:]], capsys)
-    for bad in (["recovery", "--times", ""], ["recovery", "--fractions", "0.3,,0.5"],
-                ["recovery", "--examples", "-1"], ["entropy", "--num-sequences", "0"],
-                ["generate", "--seed", "-1"]):
+                          "--times is a setting of recovery_stochastic"),
+                         (["recovery", "--times", "0.5,0.5"], "--times repeats a value"),
+                         (["entropy", "--entropy-times", "1e-5,1e-5"], "repeats a value"),
+                         (["recovery", "--examples", "-1"],
+                          "--examples (recovery_deterministic.examples) must"),
+                         (["entropy", "--num-sequences", "0"], "--num-sequences must be at"),
+                         (["generate", "--seed", "-1"], "--seed must be >= 0"),
+                         (["recovery", "--times", "0,0.5"], "outside (0, 1]"),
+                         (["recovery", "--fractions", "0.5,1.2"], "outside (0, 1]")):
+        assert message in _error(["probe", bad[0], run, *bad[1:]], capsys)
+    for bad in (["recovery", "--times", ""], ["recovery", "--fractions", "0.3,,0.5"]):
         with pytest.raises(SystemExit) as stop:         # argparse: one line, exit 2
-            main(["probe", bad[0], str(memorised_run), *bad[1:]])
+            main(["probe", bad[0], run, *bad[1:]])
         err = capsys.readouterr().err
         assert stop.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err, bad
     with pytest.raises(SystemExit) as stop:
         main(["probe"])
-    assert stop.value.code == 2 and "recovery, entropy or generate" in capsys.readouterr().err
-    err = _error(["probe", "recovery", str(memorised_run), "--times", "0,0.5"], capsys)
-    assert "outside (0, 1]" in err
-    err = _error(["probe", "recovery", str(memorised_run), "--experiment", "deterministic",
-                  "--fractions", "0.5,1.2"], capsys)
-    assert "outside (0, 1]" in err
+    assert stop.value.code == 2 and "recovery, entropy, generate" in capsys.readouterr().err
 
     missing = _copy(memorised_run, tmp_path / "a")
     shutil.rmtree(missing / "checkpoint")

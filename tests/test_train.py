@@ -8,19 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from _runs import small_config, train_small
+from _runs import train_small
 from safetensors.torch import load_file
 
 from attractor.io import read_json, read_jsonl
 from attractor.train.loop import batch_indices, learning_rate
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def cli(*args, timeout=240):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "attractor", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env, cwd=REPO)
 
 
 def test_run_directory_layout_and_membership(tmp_path):
@@ -38,6 +32,7 @@ def test_run_directory_layout_and_membership(tmp_path):
     assert any(r.get("split") == "eval" for r in read_jsonl(run / "metrics.jsonl"))
 
 
+@pytest.mark.slow
 def test_small_training_set_is_memorised_large_one_generalises(tmp_path):
     """Seconds-scale version of the memorisation/generalisation contrast (see README for the
     full runs): with 32 sequences the training NELBO falls far below the test NELBO; with 2,000
@@ -78,6 +73,7 @@ TRAIN_ARGS = ["--num-train", "48", "--steps", "40", "--batch-size", "16", "--cor
               "--precision", "fp32", "--no-progress"]
 
 
+@pytest.mark.slow
 def test_compile_changes_speed_not_results(tmp_path):
     """torch.compile of the denoiser and loss kernels: same seeded metrics and weights."""
     runs = {c: train_small(tmp_path / str(c), 64, 8, compile=c, eval_sequences=32)
@@ -90,9 +86,12 @@ def test_compile_changes_speed_not_results(tmp_path):
         torch.testing.assert_close(compiled[name], w, rtol=1e-4, atol=1e-5)
 
 
-def test_kill_and_resume_is_bit_identical(tmp_path):
+@pytest.mark.slow
+def test_kill_and_resume_is_bit_identical(tmp_path, one_thread):
     full, killed = tmp_path / "full", tmp_path / "killed"
-    assert cli("train", "--out", str(full), *TRAIN_ARGS).returncode == 0
+    from attractor.cli import main
+
+    assert main(["train", "--out", str(full), *TRAIN_ARGS]) == 0
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-m", "attractor", "train", "--out", str(killed),
                              *TRAIN_ARGS], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
@@ -106,8 +105,7 @@ def test_kill_and_resume_is_bit_identical(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (killed / "summary.json").exists(), "run finished before it could be killed"
-    resumed = cli("train", "--out", str(killed), "--resume", "--no-progress")
-    assert resumed.returncode == 0, resumed.stderr
+    assert main(["train", "--out", str(killed), "--resume", "--no-progress"]) == 0
     for name in ("model.safetensors", "ema.safetensors"):
         a = load_file(str(full / "checkpoint" / name))
         b = load_file(str(killed / "checkpoint" / name))
@@ -116,27 +114,13 @@ def test_kill_and_resume_is_bit_identical(tmp_path):
     assert steps == sorted(set(steps)) and steps[-1] == 40
 
 
-def _one_line_error(result):
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    return lines[0]
+def test_too_many_training_sequences_is_one_line(tmp_path, capsys):
+    from attractor.cli import main
 
-
-@pytest.mark.parametrize("args,message", [
-    (["--fraction", "0"], "fraction"),
-    (["--fraction", "1.5"], "fraction"),
-    (["--num-train", "100000", "--corpus-size", "600", "--test-size", "16"], "training sequences"),
-    (["--block-length", "1"], "block length"),
-    (["--model", "gigantic"], "unknown model config"),
-    (["--weight-decay", "-1"], "weight decay"),
-    (["--device", "tpu"], "device"),
-    (["--seed", "-1"], "must be >= 0"),
-    (["--lr", "inf"], "finite"),
-])
-def test_bad_training_arguments(tmp_path, args, message):
-    line = _one_line_error(cli("train", "--out", str(tmp_path / "r"), "--steps", "2", *args))
-    assert message in line
+    assert main(["train", "--out", str(tmp_path / "r"), "--steps", "2", "--num-train", "100000",
+                 "--corpus-size", "600", "--test-size", "16", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "training sequences" in err and err.count("\n") == 1
     assert not (tmp_path / "r").exists()         # checked before anything is written
 
 
@@ -158,10 +142,11 @@ def test_paths_in_the_way_are_one_line_errors(tmp_path, capsys):
     (damaged / "config.json").write_text('{"kind": "am-capacity"}')
     assert main(["train", "--out", str(damaged), "--resume"]) == 2
     assert "holds no training config" in capsys.readouterr().err
-    from attractor.train.config import make_config
+    from attractor.config import to_dict
+    from attractor.train.config import TrainConfig
 
-    good = {"train": make_config("nano", fraction=1.0).to_dict(), "vocab_size": 100}
-    for key, value in (("steps", "2"), ("steps", None), ("fraction", None)):
+    good = {"train": to_dict(TrainConfig()), "vocab_size": 100}
+    for key, value in (("steps", "2"), ("steps", None), ("fraction", 2.0)):
         bad = {**good, "train": {**good["train"], key: value}}
         (damaged / "config.json").write_text(json.dumps(bad))
         assert main(["train", "--out", str(damaged), "--resume"]) == 2
@@ -172,36 +157,52 @@ def test_paths_in_the_way_are_one_line_errors(tmp_path, capsys):
     assert afile.read_text() == "x"
 
 
-def test_bad_corpora(tmp_path):
+def test_bad_corpora(tmp_path, capsys):
+    from attractor.cli import main
+
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n  \n")
-    assert "empty" in _one_line_error(cli("train", "--out", str(tmp_path / "a"),
-                                          "--corpus", f"text:{empty}", "--steps", "2"))
     latin = tmp_path / "latin1.txt"
     latin.write_bytes("caf\xe9 au lait\n".encode("latin-1") * 50)
-    assert "UTF-8" in _one_line_error(cli("train", "--out", str(tmp_path / "b"),
-                                          "--corpus", f"text:{latin}", "--steps", "2"))
+    for path, words in ((empty, "empty"), (latin, "UTF-8")):
+        assert main(["train", "--out", str(tmp_path / "a"), "--corpus", f"text:{path}",
+                     "--steps", "2"]) == 2
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1
 
 
-def test_existing_runs_are_never_overwritten(tmp_path):
+def test_existing_runs_are_never_overwritten(tmp_path, capsys):
+    from attractor.cli import main
+
     run = tmp_path / "run"
     train_small(run, num_train=16, steps=2)
     before = {p.name: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
-    line = _one_line_error(cli("train", "--out", str(run), "--steps", "2"))
-    assert "already exists" in line
-    line = _one_line_error(cli("train", "--out", str(run), "--resume", "--steps", "99"))
-    assert "differ" in line
-    line = _one_line_error(cli("train", "--out", str(tmp_path / "nope"), "--resume"))
-    assert "not a run directory" in line
+    for argv, words in ((["--steps", "2"], "already exists"),
+                        (["--resume", "--steps", "99"], "differ"),
+                        (["--resume", "--config", "demo"], "drop --config")):
+        assert main(["train", "--out", str(run), *argv]) == 2
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1, err
+    assert main(["train", "--out", str(tmp_path / "nope"), "--resume"]) == 2
+    assert "not a run directory" in capsys.readouterr().err
     after = {p.name: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
     assert before == after
 
 
-def test_config_roundtrip():
-    from attractor.train.config import config_from_dict
+def test_train_reads_config_files_under_its_options(tmp_path):
+    from attractor.cli import build_parser
+    from attractor.commands.train import config_from_args
 
-    cfg = small_config(10, 5)
-    assert config_from_dict(cfg.to_dict()) == cfg
+    config = tmp_path / "recipe.toml"
+    config.write_text('model_name = "tiny"\nsteps = 50\n[optim]\nlr = 3e-4\n')
+    args = build_parser(["train"]).parse_args(["train", "--out", "x", "--config", str(config),
+                                               "--steps", "60", "--dropout", "0.0"])
+    cfg = config_from_args(args)
+    assert (cfg.model_name, cfg.steps, cfg.optim.lr, cfg.model.hidden) == ("tiny", 60, 3e-4, 256)
+    assert cfg.model.dropout == 0.0
+    shipped = config_from_args(build_parser(["train"]).parse_args(
+        ["train", "--out", "x", "--config", "duo-lm1b"]))
+    assert (shipped.optim.lr, shipped.optim.warmup, shipped.batch_size) == (3e-4, 2500, 512)
 
 
 def test_resuming_drops_the_metrics_that_will_be_redone(tmp_path):

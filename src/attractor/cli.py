@@ -1,9 +1,9 @@
 """The ``attractor`` command line: a thin layer over the library.
 
-Each subcommand lives beside the code it drives, in a module that exposes
-``add_parser(subparsers)``; the parser it adds sets ``func`` to a callable taking the parsed
-arguments. This file only assembles them and turns :class:`~attractor.errors.UserError` into a
-one-line message.
+Each subcommand lives in a module of :mod:`attractor.commands` that exposes
+``configure(parser)``; it adds its options (most of them made from its config by
+:mod:`attractor.options`) and sets ``func``, a callable taking the parsed arguments. Only the
+chosen subcommand's module is imported. This file assembles them and turns errors into one line.
 """
 
 from __future__ import annotations
@@ -13,21 +13,24 @@ import importlib
 import sys
 from pathlib import Path
 
-from attractor.allocator import maybe_reexec
+from attractor.config import ConfigError
 from attractor.errors import UserError
 
-# One module per subcommand family, in the order ``--help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = (
-    "attractor.commands.demo",
-    "attractor.commands.train",
-    "attractor.commands.sweep",
-    "attractor.commands.probe",
-    "attractor.commands.report",
-    "attractor.commands.info",
-    "attractor.commands.am",
-    "attractor.commands.dense",
-)
-
+# name: (module, one-line help), in the order ``--help`` lists them.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("attractor.commands.demo", "a CPU-sized sweep on the synthetic corpus, with its "
+             "report"),
+    "train": ("attractor.commands.train", "train a UDDM on a fraction of a corpus"),
+    "sweep": ("attractor.commands.sweep", "train and probe a grid of model configs x training "
+              "sizes x seeds"),
+    "probe": ("attractor.commands.probe", "token recovery, conditional entropy and generation "
+              "probes of a trained run"),
+    "report": ("attractor.commands.report", "render the HTML report of a results directory"),
+    "info": ("attractor.commands.info", "versions, device and the named model configs"),
+    "am": ("attractor.commands.am", "binary associative memory: capacity and generalization "
+           "sweeps"),
+    "dense": ("attractor.commands.dense", "continuous diffusion as a Dense Associative Memory"),
+}
 
 # What to do after Ctrl-C, per command: finished work is kept and the rest resumes.
 RESUME_HINTS = {
@@ -45,59 +48,45 @@ def _resume_hint(args: argparse.Namespace) -> str:
     return RESUME_HINTS.get(args.command, "")
 
 
-class _HelpFormatter(argparse.HelpFormatter):
-    """Adds "(default X)" to every option's help that does not state its default already."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        # default_from: a callable giving the effective default, evaluated only for --help
-        default = getattr(action, "default_from", lambda: action.default)()
-        if ("default" in text or not action.option_strings or default is None
-                or isinstance(default, bool) or default is argparse.SUPPRESS):
-            return text
-        if isinstance(default, (tuple, list)):
-            default = ",".join(str(v) for v in default)
-        return f"{text} (default {str(default).replace('%', '%%')})".strip()
-
-
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     """argparse with one-line errors (no usage dump) so bad input reads like every other error."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        kwargs.setdefault("formatter_class", _HelpFormatter)
-        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # noqa: D401 - argparse API
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="attractor",
-        description="Memorisation vs generalisation in uniform-state discrete diffusion models.",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).add_parser(sub)
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """The parser, with the options of the command named in ``argv`` (others only listed)."""
+    parser = Parser(prog="attractor", description="Is a diffusion language model memorising "
+                    "its training data or generalising? Basins of attraction and conditional "
+                    "entropy of uniform-state discrete diffusion models.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module, text) in COMMANDS.items():
+        p = sub.add_parser(name, help=text, description=text)
+        if name == chosen:
+            importlib.import_module(module).configure(p)
     return parser
 
 
+def _message(err: Exception, args: argparse.Namespace) -> str:
+    options = getattr(args, "config_options", None)
+    if isinstance(err, ConfigError) and options is not None:
+        return options.describe(err)
+    return str(err)
+
+
 def main(argv: list[str] | None = None) -> int:
-    if argv is None:                    # the console script: set up the allocator first
-        try:
-            maybe_reexec(sys.argv[1:])
-        except UserError as err:
-            print(f"attractor: error: {err}", file=sys.stderr)
-            return 2
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0 if args.command is None else 2
     try:
-        result = args.func(args)
+        return int(args.func(args) or 0)
     except UserError as err:
-        print(f"attractor: error: {err}", file=sys.stderr)
+        print(f"attractor: error: {_message(err, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"\nattractor: interrupted{_resume_hint(args)}", file=sys.stderr)
@@ -109,4 +98,3 @@ def main(argv: list[str] | None = None) -> int:
         where = f": {err.filename}" if err.filename else ""
         print(f"attractor: error: {err.strerror or err}{where}", file=sys.stderr)
         return 2
-    return int(result or 0)

@@ -1,4 +1,4 @@
-"""The continuous-time NELBO of uniform-state diffusion, eq. (3) (duo.md §3).
+"""The continuous-time NELBO of uniform-state diffusion, eq. (3) (docs/notation.md §4).
 
 Notation, per token, with i = z_t and x the clean id:
     xbar        = K a_t onehot(x)  + (1 - a_t) 1      (sums to K)
@@ -62,18 +62,10 @@ def nelbo_per_token(log_probs: torch.Tensor, x0: torch.Tensor, zt: torch.Tensor,
         return (-dalpha_t.to(dtype))[:, None] / (K * a) * bracket
 
 
-def masked_mean(per_token: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """sum(L * mask) / sum(mask): the mean over non-pad tokens (duo.md §3)."""
-    if mask is None:
-        return per_token.mean()
-    mask = mask.to(per_token.dtype)
-    return (per_token * mask).sum() / mask.sum().clamp_min(1.0)
-
-
 def stratified_times(n: int, generator: torch.Generator, eps: float = 1e-3,
                      device: torch.device | str = "cpu") -> torch.Tensor:
     """Antithetic ("stratified") times for a batch of n: u_i = (U_i / n + i / n) mod 1,
-    mapped to t = (1 - eps) u + eps in [eps, 1] (duo.md §3, variance reduction).
+    mapped to t = (1 - eps) u + eps in [eps, 1] (docs/notation.md §1, variance reduction).
 
     For data parallelism draw the global batch on every rank with the same generator state and
     take this rank's slice, so the strata cover the global batch.

@@ -37,9 +37,11 @@ def _stats_kernel(logits: torch.Tensor, beta: torch.Tensor):
     return lse, (bp / (1 + bp)).sum(-1), torch.log1p(bp).sum(-1)
 
 
-def _grad_kernel(logits, lse, beta, coef_p, coef_g, zt, x0, hot_i, hot_x):
+def _grad_kernel(logits, lse, beta, coef_p, coef_g, hot):
     """dL/dlogit_k = coef_p p_k + coef_g g_k + hot_i [k = z_t] + hot_x [k = x0] for every
-    (token, k), in the working precision, rounded to the logits' dtype at the end."""
+    (token, k), in the working precision, rounded to the logits' dtype at the end;
+    hot = (zt, x0, hot_i, hot_x), each (n,)."""
+    zt, x0, hot_i, hot_x = hot
     p = torch.exp(logits.to(lse.dtype) - lse[:, None])
     bp = p * beta[:, None]
     k = torch.arange(logits.shape[-1], device=logits.device)
@@ -157,7 +159,7 @@ class _FusedNELBO(torch.autograd.Function):
         for sl in _chunks(N, K, whole=ctx.compiled):
             args = (logits[sl], lse[sl], beta_w[sl], coef_p[sl], coef_g[sl])
             if ctx.compiled:
-                grad[sl] = grad_kernel(*args, zt[sl], x0[sl], hot_i[sl], hot_x[sl])
+                grad[sl] = grad_kernel(*args, (zt[sl], x0[sl], hot_i[sl], hot_x[sl]))
                 continue
             chunk = _grad_chunk(*args, *(b[: sl.stop - sl.start] for b in bufs))
             rows = torch.arange(chunk.shape[0], device=chunk.device)

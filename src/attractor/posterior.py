@@ -1,4 +1,4 @@
-"""The reverse process of uniform-state diffusion, eq. (2) of the paper (duo.md §2).
+"""The reverse process of uniform-state diffusion, eq. (2) of the paper (docs/notation.md §3).
 
 Notation:
     x        (..., K) a distribution over clean tokens: one-hot for the true posterior, the

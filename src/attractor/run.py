@@ -23,7 +23,7 @@ PRECISIONS = ("fp32", "bf16")
 @dataclass
 class Run:
     directory: Path
-    config: TrainConfig            # noqa: F821 - attractor.train.config.TrainConfig
+    config: object                    # attractor.train.config.TrainConfig
     vocab_size: int
     model: torch.nn.Module            # DiT with the chosen weights, eval mode, on ``device``
     tokenizer: object                 # tokenizers.Tokenizer
@@ -34,6 +34,7 @@ class Run:
     step: int
     device: torch.device
     precision: str = "fp32"           # fp32 | bf16 (autocast of the denoiser's forward pass)
+    checker: object = None            # str -> bool: a valid sentence of the corpus (or None)
 
     @property
     def finite(self) -> bool:
@@ -72,16 +73,17 @@ def load_run(run_dir: str | Path, device: str = "auto", weights: str = "ema",
     require(precision in PRECISIONS,
             f"probe precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     from attractor.data import build_dataset, load_tokenizer
+    from attractor.data.corpus import sentence_checker
+    from attractor.device import resolve_device
     from attractor.model import DiT
     from attractor.schedule import get_schedule
     from attractor.train import checkpoint as ckpt
-    from attractor.train.trainer import load_config, resolve_device
+    from attractor.train.config import read_run_config
 
     run_dir = Path(run_dir)
     require(run_dir.is_dir(), f"{run_dir} does not exist or is not a directory")
     require(is_run_dir(run_dir), f"{run_dir} is not a run directory (no config.json/membership.json)")
-    cfg = load_config(run_dir)
-    meta = read_json(run_dir / "config.json")
+    cfg, meta = read_run_config(run_dir)
     found = ckpt.find_checkpoint(run_dir)
     require(found is not None, f"{run_dir} has no checkpoint: train it first")
     try:
@@ -109,4 +111,4 @@ def load_run(run_dir: str | Path, device: str = "auto", weights: str = "ema",
                dataset=dataset, train_ids=torch.tensor(membership["train_ids"], dtype=torch.long),
                test_ids=torch.tensor(membership["test_ids"], dtype=torch.long),
                schedule=get_schedule(cfg.schedule), step=ckpt.checkpoint_step(run_dir) or 0,
-               device=dev, precision=precision)
+               device=dev, precision=precision, checker=sentence_checker(cfg.data))

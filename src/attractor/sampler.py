@@ -1,6 +1,6 @@
 """The reverse process of uniform-state diffusion, eq. (2): ancestral and greedy samplers.
 
-Notation (paper §2 and Appendix A; duo.md §6):
+Notation (paper §2 and Appendix A; docs/notation.md §6):
     denoiser  callable (zt (B, L) int64, sigma (B,) float32) -> logits (B, L, K); softmax = x_theta
     zt        (B, L) int64 current ids at time t
     t0        (B,) float64 start time of each row (rows may start at different times)

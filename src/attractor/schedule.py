@@ -1,6 +1,6 @@
 """Noise schedules alpha_t of uniform-state diffusion, as small frozen objects.
 
-Notation (paper §2, eq. 1; duo.md §1):
+Notation (paper §2, eq. 1; docs/notation.md §1):
     t        diffusion time in [0, 1]; t = 0 is clean data, t = 1 (almost) uniform noise
     alpha_t  signal level: the probability that a position is NOT resampled; alpha_0 = 1
     dalpha_t d alpha_t / d t  (negative)
@@ -65,5 +65,5 @@ def get_schedule(name: str, eps: float = 1e-3) -> LogLinear | Cosine:
 
 
 def sigma_from_alpha(alpha: torch.Tensor) -> torch.Tensor:
-    """sigma_t = -log alpha_t (duo.md §1), the denoiser's time conditioning."""
+    """sigma_t = -log alpha_t (docs/notation.md §1), the denoiser's time conditioning."""
     return -torch.log(alpha)

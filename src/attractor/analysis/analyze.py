@@ -1,155 +1,142 @@
-"""Turn the probe files of a sweep into the tables behind every figure of the report.
+"""The analysis of a sweep, from the files its runs wrote: tables and transition estimates.
 
-``analyze_sweep(SWEEP_DIR)`` writes SWEEP_DIR/analysis/:
-    analysis.json           everything below plus transition estimates and settings
-    recovery_vs_size.csv    Fig. 2: recovery of train/test vs training size, per t and model
-    basins.csv              Figs. 1/9: deterministic recovery vs corrupted fraction, per size
-    entropy_vs_size.csv     Fig. 5: mean token entropy of train and generated, and the gap
-    per_size.csv            one row per run: NELBOs, recovery, entropy, KS, AUROC, copies
+``analyze_sweep(SWEEP_DIR, settings)`` writes SWEEP_DIR/analysis/:
+
+    analysis.json        per-size rows, transition estimates per series, histograms, examples,
+                         samples, and which planned runs are not finished yet
+    per_size.csv         one row per run: NELBOs, recovery, entropies, KS, AUROC, copies
+    recovery_vs_size.csv Fig. 2: recovery of train/test vs training size, per t
+    basins.csv           Figs. 1/9: deterministic recovery vs corrupted fraction, per size
+
+Per-size numbers and their intervals are the probes' own summaries, reported as they are; the
+analysis adds what needs several probes or several runs (the KS distance of training and
+generated entropies, and the transition estimates, with their own bootstrap). Nothing here loads
+a model, and nothing here renders: ``attractor report`` draws the figures from these files.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from attractor.analysis import transition as tr
-from attractor.analysis.collect import RunResults, by_model, load_sweep_results
-from attractor.errors import require
-from attractor.io import write_csv, write_json
-from attractor.probes.stats import bootstrap_ci
+from attractor.analysis.collect import RunResults, by_group, load_sweep_results
+from attractor.config import check, setting, to_dict
+from attractor.io import make_dir, write_csv, write_json
+from attractor.probes.stats import ks_distance
 
 
 @dataclass(frozen=True)
 class AnalysisSettings:
-    t_main: float = 0.25          # noise level of the recovery transition (paper: 0.25 and 0.5)
-    eps: float = 0.05             # train and test recovery "meet" within eps
-    ks_level: float = 0.3         # distributions "overlap again" below this KS distance
-    bootstrap: int = 1000
-    seed: int = 0
+    """How a sweep's transition is estimated."""
+
+    t_main: float = setting(0.25, help="noise level t of the recovery-based transition")
+    recovery_eps: float = setting(0.05, help="train and test recovery meet once their gap is "
+                                  "at most this")
+    ks_level: float = setting(0.3, help="the entropy distributions of training and generated "
+                              "sequences overlap again below this KS distance")
+    bootstrap: int = setting(1000, help="bootstrap resamples of the 95% intervals")
+
+    def __post_init__(self) -> None:
+        check(0.0 < self.t_main <= 1.0, "t_main", "must lie in (0, 1]")
+        check(0.0 < self.recovery_eps < 1.0, "recovery_eps", "must lie in (0, 1)")
+        check(0.0 < self.ks_level < 1.0, "ks_level", "must lie in (0, 1)")
+        check(self.bootstrap >= 10, "bootstrap", "needs at least 10 resamples")
 
 
-def _ci(values: np.ndarray, rng, n: int) -> dict:
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return {"mean": None, "lo": None, "hi": None, "n": 0}
-    est, lo, hi = bootstrap_ci(values, n=n, generator=rng)
-    return {"mean": float(est), "lo": float(lo), "hi": float(hi), "n": int(len(values))}
+def _closest(entries: list[dict], key: str, target: float) -> dict:
+    return min(entries, key=lambda e: abs(e[key] - target))
 
 
-def _closest_level(levels, t: float) -> float:
-    return min(levels, key=lambda lv: abs(lv - t))
-
-
-def _recovery_rows(run: RunResults) -> list[dict]:
-    rows = []
-    for entry in run.stochastic_summary:
-        for split in ("train", "test"):
-            rec = entry[split]["recovery"]
-            rows.append({"model": run.model, "num_train": run.num_train, "t": entry["t"],
-                         "split": split, "mean": rec["mean"], "lo": rec["lo"], "hi": rec["hi"]})
-    return rows
-
-
-def _basin_rows(run: RunResults) -> list[dict]:
-    rows = []
-    for entry in run.deterministic_summary:
-        for split in ("train", "test"):
-            rec = entry[split]["recovery"]
-            rows.append({"model": run.model, "num_train": run.num_train,
-                         "fraction": entry["fraction"], "split": split, "mean": rec["mean"],
-                         "lo": rec["lo"], "hi": rec["hi"]})
-    return rows
-
-
-def _per_size(run: RunResults, t: float, rng, n_boot: int) -> dict:
-    level = _closest_level(run.stochastic, t)
-    rec = run.stochastic[level]
-    train_h, gen_h = run.entropy_rows["train"], run.generated["sequence_entropy"]
-    train_tok, gen_tok = run.entropy_token_mean["train"], run.generated["token_mean"]
-    pooled_rec = np.concatenate([rec[s][0] for s in ("train", "test") if s in rec])
-    pooled_h = np.concatenate([rec[s][1] for s in ("train", "test") if s in rec])
-    cats = run.generate_summary.get("categories", {})
-    membership = tr.auroc_with_ci(run.entropy_rows["train"], run.entropy_rows["test"], rng,
-                                  n_boot)
-    gap = bootstrap_gap(gen_tok, train_tok, rng, n_boot)
+def per_size_row(run: RunResults, t: float) -> dict:
+    """One run's numbers: the probes' summaries at the chosen t, and the KS distance."""
+    rec = _closest(run.probes["recovery_stochastic"]["summary"], "t", t)
+    ent = run.probes["entropy"]["summary"][0]
+    gen = run.probes["generate"]["summary"]
     return {
-        "model": run.model, "num_train": run.num_train, "t": level,
-        "train_nelbo": run.train_nelbo, "test_nelbo": run.test_nelbo,
-        "train_recovery": _ci(rec["train"][0], rng, n_boot),
-        "test_recovery": _ci(rec["test"][0], rng, n_boot),
-        "train_token_entropy": _ci(train_tok, rng, n_boot),
-        "test_token_entropy": _ci(run.entropy_token_mean["test"], rng, n_boot),
-        "generated_token_entropy": _ci(gen_tok, rng, n_boot),
-        "entropy_gap": gap,
-        "train_sequence_entropy_mean": float(train_h.mean()),
-        "generated_sequence_entropy_mean": float(gen_h.mean()),
-        "ks_train_vs_generated": tr.ks_distance(train_h, gen_h),
-        "membership_auroc": membership,
-        "spearman_entropy_vs_recovery": tr.spearman(pooled_h, pooled_rec),
-        "generated_categories": cats,
+        "name": run.name, "model": run.model, "num_train": run.num_train, "seed": run.seed,
+        "t": rec["t"], "train_nelbo": run.train_nelbo, "test_nelbo": run.test_nelbo,
+        "train_recovery": rec["train"]["recovery"], "test_recovery": rec["test"]["recovery"],
+        "train_token_entropy": ent["train_token"], "test_token_entropy": ent["test_token"],
+        "generated_token_entropy": gen["token_entropy"]["generated"],
+        "token_entropy_gap": gen["token_entropy_gap"],
+        "ks_train_vs_generated": ks_distance(run.entropies["train"], run.entropies["generated"]),
+        "membership_auroc": ent["membership_auroc"],
+        "spearman_entropy_vs_recovery": rec["spearman_entropy_vs_recovery"],
+        "generated_categories": gen["categories"],
     }
 
 
-def bootstrap_gap(generated: np.ndarray, train: np.ndarray, rng, n_boot: int) -> dict:
-    """Mean token entropy of generated minus training sequences, percentile bootstrap CI."""
-    point = float(generated.mean() - train.mean())
-    reps = [rng.choice(generated, len(generated)).mean() - rng.choice(train, len(train)).mean()
-            for _ in range(n_boot)]
-    lo, hi = np.percentile(reps, [2.5, 97.5])
-    return {"mean": point, "lo": float(lo), "hi": float(hi)}
+def _curve_rows(run: RunResults, probe: str, level: str) -> list[dict]:
+    """Recovery of both splits at every level of one recovery probe (figure data)."""
+    return [{"model": run.model, "seed": run.seed, "num_train": run.num_train, level: e[level],
+             "split": split, **{k: e[split]["recovery"][k] for k in ("mean", "lo", "hi")}}
+            for e in run.probes[probe]["summary"] for split in ("train", "test")]
 
 
-def _transitions(runs: list[RunResults], settings: AnalysisSettings, rng) -> dict:
-    sizes = [r.num_train for r in runs]
+def _transitions(group: list[RunResults], settings: AnalysisSettings,
+                 rng: np.random.Generator) -> dict:
+    sizes = [r.num_train for r in group]
+    t = _closest(group[0].probes["recovery_stochastic"]["summary"], "t", settings.t_main)["t"]
+    levels = [min(r.stochastic, key=lambda lv: abs(lv - t)) for r in group]
+    recovery = tr.recovery_crossing(
+        sizes, [r.stochastic[lv]["train"][0] for r, lv in zip(group, levels)],
+        [r.stochastic[lv]["test"][0] for r, lv in zip(group, levels)], settings.recovery_eps,
+        rng, settings.bootstrap)
+    entropy = tr.entropy_overlap(sizes, [r.entropies["train"] for r in group],
+                                 [r.entropies["generated"] for r in group], settings.ks_level,
+                                 rng, settings.bootstrap)
+    return {f"recovery_t{t:g}": recovery.to_dict(), "entropy_only": entropy.to_dict(),
+            "agreement": tr.agreement(recovery, entropy)}
+
+
+def _histograms(groups: dict[str, list[RunResults]]) -> dict:
+    """Sequence-entropy histograms of training vs generated sequences (Figs. 4/15-17) on shared
+    edges per series, and the token entropies of recovered vs unrecovered tokens as the
+    stochastic probe binned them (Figs. 3B/12-14)."""
     out = {}
-    for t in sorted({settings.t_main, 0.5}):
-        levels = [_closest_level(r.stochastic, t) for r in runs]
-        est = tr.recovery_crossing(sizes, [r.stochastic[lv]["train"][0] for r, lv in zip(runs, levels)],
-                                   [r.stochastic[lv]["test"][0] for r, lv in zip(runs, levels)],
-                                   settings.eps, rng, settings.bootstrap)
-        out[f"recovery_t{levels[0]:g}"] = est.to_dict()
-    ent = tr.entropy_overlap(sizes, [r.entropy_rows["train"] for r in runs],
-                             [r.generated["sequence_entropy"] for r in runs], settings.ks_level,
-                             rng, settings.bootstrap)
-    out["entropy_only"] = ent.to_dict()
-    main = tr.Estimate(**out[f"recovery_t{_closest_level(runs[0].stochastic, settings.t_main):g}"])
-    out["agreement"] = tr.agreement(main, ent)
+    for name, group in groups.items():
+        top = max(max(r.entropies["train"].max(), r.entropies["generated"].max()) for r in group)
+        edges = np.linspace(0.0, max(top, 1e-6) * 1.02, 41)
+        out[name] = {"edges": edges.tolist(), "runs": {
+            str(r.num_train): {
+                k: np.histogram(r.entropies[k], bins=edges)[0].tolist()
+                for k in ("train", "generated")}
+            | {"token_entropy_by_recovery": r.probes["recovery_stochastic"]["histograms"]}
+            for r in group}}
     return out
 
 
-def analyze_sweep(sweep_dir: str | Path, settings: AnalysisSettings | None = None) -> dict:
-    """Compute and write the analysis of ``sweep_dir`` (see the module docstring)."""
-    settings = settings or AnalysisSettings()
+def analyze_sweep(sweep_dir: str | Path, settings: AnalysisSettings = AnalysisSettings(),
+                  planned: list[str] | None = None, seed: int = 0) -> dict:
+    """Compute and write the analysis of ``sweep_dir`` (see the module docstring).
+
+    ``planned`` names the runs the sweep should have, so that the missing ones are listed.
+    """
     sweep_dir = Path(sweep_dir)
     runs = load_sweep_results(sweep_dir)
-    require(len(runs) > 0, f"{sweep_dir} has no finished runs with probes: nothing to analyse")
-    rng = np.random.default_rng(settings.seed)
-    out_dir = sweep_dir / "analysis"
-    out_dir.mkdir(exist_ok=True)
-    per_size, recovery, basins, models = [], [], [], {}
-    for model, group in by_model(runs).items():
-        rows = [_per_size(r, settings.t_main, rng, settings.bootstrap) for r in group]
-        per_size += rows
-        recovery += [row for r in group for row in _recovery_rows(r)]
-        basins += [row for r in group for row in _basin_rows(r)]
-        models[model] = {"sizes": [r.num_train for r in group],
-                         "transitions": _transitions(group, settings, rng) if len(group) > 1
-                         else None}
-    analysis = {"settings": asdict(settings), "models": models, "per_size": per_size,
-                "histograms": _histograms(runs), "examples": _examples(runs),
-                "samples": {r.name: r.samples for r in runs}}
-    write_json(out_dir / "analysis.json", analysis)
-    write_csv(out_dir / "recovery_vs_size.csv", recovery)
-    write_csv(out_dir / "basins.csv", basins)
-    write_csv(out_dir / "per_size.csv", [_flat(row) for row in per_size])
-    write_csv(out_dir / "entropy_vs_size.csv", [
-        {"model": r["model"], "num_train": r["num_train"],
-         **{f"{k}_{q}": r[k][q] for k in ("train_token_entropy", "generated_token_entropy",
-                                          "entropy_gap") for q in ("mean", "lo", "hi")}}
-        for r in per_size])
+    rng = np.random.default_rng(seed)
+    groups = by_group(runs)
+    analysis = {
+        "settings": to_dict(settings),
+        "runs": [r.name for r in runs],
+        "missing": sorted(set(planned or []) - {r.name for r in runs}),
+        "per_size": [per_size_row(r, settings.t_main) for r in runs],
+        "transitions": {name: _transitions(g, settings, rng) for name, g in groups.items()
+                        if len(g) > 1},
+        "histograms": _histograms(groups),
+        "examples": {r.name: r.examples for g in groups.values() for r in (g[0], g[-1])},
+        "samples": {r.name: r.samples for r in runs},
+    }
+    out = make_dir(sweep_dir / "analysis")
+    write_csv(out / "per_size.csv", [_flat(row) for row in analysis["per_size"]])
+    write_csv(out / "recovery_vs_size.csv",
+              [row for r in runs for row in _curve_rows(r, "recovery_stochastic", "t")])
+    write_csv(out / "basins.csv",
+              [row for r in runs for row in _curve_rows(r, "recovery_deterministic", "fraction")])
+    write_json(out / "analysis.json", analysis)        # last: its presence means complete
     return analysis
 
 
@@ -160,33 +147,4 @@ def _flat(row: dict, prefix: str = "") -> dict:
             out.update(_flat(v, f"{prefix}{k}_"))
         else:
             out[f"{prefix}{k}"] = v
-    return out
-
-
-def _hist(values: np.ndarray, edges: np.ndarray) -> list[int]:
-    return np.histogram(values, bins=edges)[0].tolist()
-
-
-def _histograms(runs: list[RunResults]) -> dict:
-    """Sequence-entropy histograms (Figs. 4/15-17) on shared edges per model, and the token
-    entropy of recovered vs unrecovered tokens (Figs. 3B/12-14) as the probes binned them."""
-    out = {}
-    for model, group in by_model(runs).items():
-        top = max(max(r.entropy_rows["train"].max(), r.generated["sequence_entropy"].max())
-                  for r in group)
-        edges = np.linspace(0.0, max(top, 1e-6) * 1.02, 41)
-        out[model] = {"edges": edges.tolist(), "runs": {
-            str(r.num_train): {"train": _hist(r.entropy_rows["train"], edges),
-                               "generated": _hist(r.generated["sequence_entropy"], edges),
-                               "token_entropy_by_recovery": r.token_entropy_hist}
-            for r in group}}
-    return out
-
-
-def _examples(runs: list[RunResults]) -> dict:
-    """Recovery examples of the smallest and the largest training size of each model."""
-    out = {}
-    for model, group in by_model(runs).items():
-        for r in {group[0].name: group[0], group[-1].name: group[-1]}.values():
-            out[r.name] = r.examples
     return out

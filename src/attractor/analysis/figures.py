@@ -1,4 +1,7 @@
-"""The paper's figures, drawn from ``analysis/analysis.json`` and the CSV files beside it."""
+"""The paper's figures, drawn from ``analysis/analysis.json`` and the CSV files beside it.
+
+Each function returns PNG bytes; a series is one model and seed over training sizes.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attractor.report.plotting import GENERATED_COLOR, TEST_COLOR, TRAIN_COLOR, pyplot, save
+from attractor.report.plotting import GENERATED_COLOR, TEST_COLOR, TRAIN_COLOR, png, pyplot
 
 
 def _read_csv(path: Path) -> list[dict]:
@@ -20,22 +23,26 @@ def _num(x) -> float:
     return float(x) if x not in (None, "", "None") else math.nan
 
 
-def recovery_vs_size(analysis_dir: Path, out: Path) -> Path:
+def _series(row: dict) -> str:
+    return f"{row['model']} seed {row['seed']}"
+
+
+def recovery_vs_size(analysis_dir: Path) -> bytes:
     """Fig. 2: train (solid) and test (dashed) recovery vs training size, per t and model."""
     plt = pyplot()
     rows = _read_csv(analysis_dir / "recovery_vs_size.csv")
     times = sorted({_num(r["t"]) for r in rows})
     shown = [t for t in times if any(abs(t - x) < 1e-9 for x in (0.1, 0.25, 0.5))] or times[:3]
-    models = sorted({r["model"] for r in rows})
+    models = sorted({_series(r) for r in rows})
     fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 3.4), squeeze=False)
     for ax, t in zip(axes[0], shown):
         for mi, model in enumerate(models):
             for split, color, style in (("train", TRAIN_COLOR, "-"), ("test", TEST_COLOR, "--")):
-                sel = [r for r in rows if r["model"] == model and r["split"] == split
+                sel = [r for r in rows if _series(r) == model and r["split"] == split
                        and abs(_num(r["t"]) - t) < 1e-9]
                 n = np.array([_num(r["num_train"]) for r in sel])
                 m, lo, hi = (np.array([_num(r[k]) for r in sel]) for k in ("mean", "lo", "hi"))
-                ax.plot(n, m, style, color=color, marker="o", ms=3, alpha=1 - 0.3 * mi,
+                ax.plot(n, m, style, color=color, marker="o", ms=3, alpha=max(0.3, 1 - 0.3 * mi),
                         label=f"{model} {split}")
                 ax.fill_between(n, lo, hi, color=color, alpha=0.15)
         ax.set_xscale("log")
@@ -44,23 +51,23 @@ def recovery_vs_size(analysis_dir: Path, out: Path) -> Path:
         ax.set_xlabel("training sequences")
         ax.set_ylabel("token recovery rate (eq. 12)")
     axes[0][0].legend(fontsize=7)
-    return save(fig, out)
+    return png(fig)
 
 
-def basins(analysis_dir: Path, out: Path) -> Path:
+def basins(analysis_dir: Path) -> bytes:
     """Figs. 1/9: deterministic recovery vs fraction of corrupted tokens, one curve per size."""
     plt = pyplot()
     rows = _read_csv(analysis_dir / "basins.csv")
-    models = sorted({r["model"] for r in rows})
+    models = sorted({_series(r) for r in rows})
     fig, axes = plt.subplots(1, 2 * len(models), figsize=(4.0 * 2 * len(models), 3.3),
                              squeeze=False)
     for mi, model in enumerate(models):
-        sizes = sorted({int(_num(r["num_train"])) for r in rows if r["model"] == model})
+        sizes = sorted({int(_num(r["num_train"])) for r in rows if _series(r) == model})
         cmap = plt.get_cmap("viridis")
         for si, split in enumerate(("train", "test")):
             ax = axes[0][2 * mi + si]
             for k, n in enumerate(sizes):
-                sel = [r for r in rows if r["model"] == model and r["split"] == split
+                sel = [r for r in rows if _series(r) == model and r["split"] == split
                        and int(_num(r["num_train"])) == n]
                 ax.plot([_num(r["fraction"]) for r in sel], [_num(r["mean"]) for r in sel],
                         marker="o", ms=3, color=cmap(k / max(len(sizes) - 1, 1)), label=f"n={n}")
@@ -69,7 +76,7 @@ def basins(analysis_dir: Path, out: Path) -> Path:
             ax.set_xlabel("fraction of corrupted tokens")
             ax.set_ylabel("recovery (greedy dynamics)")
         axes[0][2 * mi].legend(fontsize=6)
-    return save(fig, out)
+    return png(fig)
 
 
 def _grid(plt, n: int, width: float = 2.6):
@@ -81,7 +88,7 @@ def _grid(plt, n: int, width: float = 2.6):
     return fig, axes.flat
 
 
-def sequence_entropy_histograms(analysis: dict, model: str, out: Path) -> Path:
+def sequence_entropy_histograms(analysis: dict, model: str) -> bytes:
     """Figs. 4/15-17: sequence conditional entropy of train vs generated, per training size."""
     plt = pyplot()
     h = analysis["histograms"][model]
@@ -97,10 +104,10 @@ def sequence_entropy_histograms(analysis: dict, model: str, out: Path) -> Path:
         ax.set_xlabel("sequence entropy (nats)", fontsize=7)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    return save(fig, out)
+    return png(fig)
 
 
-def token_entropy_by_recovery(analysis: dict, model: str, t: float, out: Path) -> Path:
+def token_entropy_by_recovery(analysis: dict, model: str, t: float) -> bytes:
     """Figs. 3B/12-14: entropy of recovered vs unrecovered tokens at noise level t."""
     plt = pyplot()
     runs = analysis["histograms"][model]["runs"]
@@ -120,28 +127,30 @@ def token_entropy_by_recovery(analysis: dict, model: str, t: float, out: Path) -
         ax.set_xlabel("token entropy / log K", fontsize=7)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    return save(fig, out)
+    return png(fig)
 
 
-def entropy_vs_size(analysis_dir: Path, out: Path) -> Path:
+def _stat(rows: list[dict], key: str, q: str) -> np.ndarray:
+    return np.array([_num(r[key][q]) for r in rows])
+
+
+def entropy_vs_size(analysis: dict) -> bytes:
     """Fig. 5: mean token entropy of training and generated sequences, and the gap."""
     plt = pyplot()
-    rows = _read_csv(analysis_dir / "entropy_vs_size.csv")
+    rows = analysis["per_size"]
     fig, (ax, ax_gap) = plt.subplots(1, 2, figsize=(9, 3.4))
-    for mi, model in enumerate(sorted({r["model"] for r in rows})):
-        sel = [r for r in rows if r["model"] == model]
-        n = np.array([_num(r["num_train"]) for r in sel])
+    for mi, model in enumerate(sorted({_series(r) for r in rows})):
+        sel = [r for r in rows if _series(r) == model]
+        n = np.array([r["num_train"] for r in sel], dtype=float)
         for key, color, label in (("train_token_entropy", TRAIN_COLOR, "train"),
                                   ("generated_token_entropy", GENERATED_COLOR, "generated")):
-            m = np.array([_num(r[f"{key}_mean"]) for r in sel])
-            ax.errorbar(n, m, yerr=[m - np.array([_num(r[f"{key}_lo"]) for r in sel]),
-                                    np.array([_num(r[f"{key}_hi"]) for r in sel]) - m],
-                        marker="o", ms=3, color=color, alpha=1 - 0.3 * mi,
+            m = _stat(sel, key, "mean")
+            ax.errorbar(n, m, yerr=[m - _stat(sel, key, "lo"), _stat(sel, key, "hi") - m],
+                        marker="o", ms=3, color=color, alpha=max(0.3, 1 - 0.3 * mi),
                         label=f"{model} {label}")
-        gap = np.array([_num(r["entropy_gap_mean"]) for r in sel])
-        ax_gap.plot(n, gap, marker="o", ms=3, label=model)
-        ax_gap.fill_between(n, [_num(r["entropy_gap_lo"]) for r in sel],
-                            [_num(r["entropy_gap_hi"]) for r in sel], alpha=0.2)
+        ax_gap.plot(n, _stat(sel, "token_entropy_gap", "mean"), marker="o", ms=3, label=model)
+        ax_gap.fill_between(n, _stat(sel, "token_entropy_gap", "lo"),
+                            _stat(sel, "token_entropy_gap", "hi"), alpha=0.2)
     for a in (ax, ax_gap):
         a.set_xscale("log")
         a.set_xlabel("training sequences")
@@ -150,26 +159,25 @@ def entropy_vs_size(analysis_dir: Path, out: Path) -> Path:
     ax_gap.axhline(0, color="k", lw=0.6)
     ax.legend(fontsize=7)
     ax_gap.legend(fontsize=7)
-    return save(fig, out)
+    return png(fig)
 
 
-def transition_diagnostics(analysis: dict, out: Path) -> Path:
+def transition_diagnostics(analysis: dict) -> bytes:
     """Recovery gap, KS distance and membership AUROC vs training size, per model."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.3))
-    eps = analysis["settings"]["eps"]
+    eps = analysis["settings"]["recovery_eps"]
     ks_level = analysis["settings"]["ks_level"]
-    for model in sorted({r["model"] for r in analysis["per_size"]}):
-        sel = [r for r in analysis["per_size"] if r["model"] == model]
+    for model in sorted({_series(r) for r in analysis["per_size"]}):
+        sel = [r for r in analysis["per_size"] if _series(r) == model]
         n = [r["num_train"] for r in sel]
-        gap = [(r["train_recovery"]["mean"] or 0) - (r["test_recovery"]["mean"] or 0) for r in sel]
+        gap = _stat(sel, "train_recovery", "mean") - _stat(sel, "test_recovery", "mean")
         axes[0].plot(n, gap, marker="o", ms=3, label=model)
         axes[1].plot(n, [r["ks_train_vs_generated"] for r in sel], marker="o", ms=3, label=model)
-        auc = [r["membership_auroc"] for r in sel]
-        axes[2].errorbar(n, [a["auroc"] for a in auc],
-                         yerr=[[a["auroc"] - a["lo"] for a in auc],
-                               [a["hi"] - a["auroc"] for a in auc]], marker="o", ms=3,
-                         label=model)
+        auc = _stat(sel, "membership_auroc", "mean")
+        axes[2].errorbar(n, auc, yerr=[auc - _stat(sel, "membership_auroc", "lo"),
+                                       _stat(sel, "membership_auroc", "hi") - auc],
+                         marker="o", ms=3, label=model)
     axes[0].axhspan(-eps, eps, color="grey", alpha=0.2)
     axes[0].set_ylabel(f"train - test recovery (t = {analysis['settings']['t_main']:g})")
     axes[1].axhline(ks_level, color="grey", ls="--")
@@ -180,4 +188,4 @@ def transition_diagnostics(analysis: dict, out: Path) -> Path:
         a.set_xscale("log")
         a.set_xlabel("training sequences")
         a.legend(fontsize=7)
-    return save(fig, out)
+    return png(fig)

@@ -1,24 +1,23 @@
-"""``report.html`` of a sweep, rendered only from the files in the sweep directory."""
+"""``report.html`` of a sweep, rendered only from the files in the sweep directory.
+
+The sweep writes ``analysis/`` (:mod:`attractor.analysis.analyze`) after its runs; this page
+only reads it, draws the figures in memory and writes ``report.html``.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from attractor.analysis import figures
-from attractor.analysis.analyze import analyze_sweep
+from attractor.errors import require
 from attractor.io import read_json
+from attractor.probes.tables import ci
 from attractor.report.html import figure, heading, paragraph, preformatted, table, write_page
 
 EXPECTATION = ("Paper's expectation (§5, Figs. 4-5): with few training sequences both the training "
                "and the generated entropies sit near 0 (memorisation); in the transition they "
                "separate; once generalised both are finite and their distributions overlap again, "
                "generated a little above train (the entropy gap).")
-
-
-def _fmt(stat: dict | None) -> str:
-    if not stat or stat.get("mean") is None:
-        return "–"
-    return f"{stat['mean']:.3f} [{stat['lo']:.3f}, {stat['hi']:.3f}]"
 
 
 def _size(x) -> str:
@@ -32,17 +31,17 @@ def _transition_blocks(analysis: dict) -> list[str]:
                         "of train vs test); the second uses only the model's own generations "
                         "(conditional entropy of train vs generated sequences).")]
     rows = []
-    for model, m in analysis["models"].items():
-        for key, est in (m["transitions"] or {}).items():
+    for model, transitions in analysis["transitions"].items():
+        for key, est in transitions.items():
             if key == "agreement":
                 continue
+            hi = "beyond the grid" if est["hi"] is None else _size(est["hi"])
             rows.append({"model": model, "estimate": key, "training size": _size(est["value"]),
-                         "95% interval": f"{_size(est['lo'])} – "
-                                         f"{'beyond the grid' if est['hi'] is None else _size(est['hi'])}",
+                         "95% interval": f"{_size(est['lo'])} – {hi}",
                          "replicates crossing": est["reached_fraction"],
                          "criterion": est["criterion"]})
-        if m["transitions"]:
-            ag = m["transitions"]["agreement"]
+        if transitions:
+            ag = transitions["agreement"]
             rows.append({"model": model, "estimate": "agreement (entropy vs recovery)",
                          "training size": "–" if ag["log10_ratio"] is None
                          else f"{ag['log10_ratio']:+.2f} decades",
@@ -57,18 +56,16 @@ def _per_size_table(analysis: dict) -> str:
     for r in analysis["per_size"]:
         cats = r.get("generated_categories") or {}
         rows.append({
-            "model": r["model"], "n train": r["num_train"],
+            "model": r["model"], "seed": r["seed"], "n train": r["num_train"],
             "NELBO train / test": f"{r['train_nelbo'] or float('nan'):.3f} / "
                                   f"{r['test_nelbo'] or float('nan'):.3f}",
-            f"recovery train (t={r['t']:g})": _fmt(r["train_recovery"]),
-            "recovery test": _fmt(r["test_recovery"]),
-            "token entropy train": _fmt(r["train_token_entropy"]),
-            "token entropy generated": _fmt(r["generated_token_entropy"]),
-            "gap": _fmt(r["entropy_gap"]),
+            f"recovery train (t={r['t']:g})": ci(r["train_recovery"]),
+            "recovery test": ci(r["test_recovery"]),
+            "token entropy train": ci(r["train_token_entropy"]),
+            "token entropy generated": ci(r["generated_token_entropy"]),
+            "gap": ci(r["token_entropy_gap"]),
             "KS train vs gen": r["ks_train_vs_generated"],
-            "membership AUROC": f"{r['membership_auroc']['auroc']:.3f} "
-                                f"[{r['membership_auroc']['lo']:.3f}, "
-                                f"{r['membership_auroc']['hi']:.3f}]",
+            "membership AUROC (low H)": ci(r["membership_auroc"]),
             "Spearman(H, recovery)": r["spearman_entropy_vs_recovery"],
             "generated: copies / novel valid / invalid":
                 f"{cats.get('exact_copy', 0) + cats.get('near_copy', 0):.2f} / "
@@ -93,51 +90,59 @@ def _example_blocks(analysis: dict) -> list[str]:
 
     blocks = [heading("Recovery examples (Figs. 1A, 3A)")]
     for name, by_probe in analysis["examples"].items():
-        for probe, records in by_probe.items():
-            level = "fraction" if probe.endswith("deterministic") else "t"
+        for probe, shown in by_probe.items():
             blocks.append(heading(f"{name}: {probe.replace('_', ' ')}", 3))
-            blocks += example_blocks(records, level)
+            blocks += example_blocks(shown["records"], shown["level_name"])
     return blocks
 
 
-def render_sweep_report(sweep_dir: str | Path) -> Path:
-    """Analyse the sweep's files, draw every figure, and write SWEEP_DIR/report.html."""
-    sweep_dir = Path(sweep_dir)
-    analysis = analyze_sweep(sweep_dir)
-    adir = sweep_dir / "analysis"
-    cfg = read_json(sweep_dir / "sweep.json")["config"]
-    t = analysis["settings"]["t_main"]
+def _figure_blocks(sweep_dir: Path, analysis: dict) -> list[str]:
+    adir, t = sweep_dir / "analysis", analysis["settings"]["t_main"]
     figs = [
         ("Token recovery vs training size (Fig. 2): train solid, test dashed, 95% CI.",
-         figures.recovery_vs_size(adir, adir / "fig2_recovery_vs_size.png")),
+         figures.recovery_vs_size(adir)),
         ("Basins (Figs. 1/9): greedy recovery vs fraction of corrupted tokens.",
-         figures.basins(adir, adir / "fig1_basins.png")),
+         figures.basins(adir)),
         ("Average token entropy of training and generated sequences, and the gap (Fig. 5).",
-         figures.entropy_vs_size(adir, adir / "fig5_entropy_vs_size.png")),
+         figures.entropy_vs_size(analysis)),
         ("Transition diagnostics: recovery gap (band: ±eps), KS distance of the entropy "
          "distributions, membership AUROC of low entropy.",
-         figures.transition_diagnostics(analysis, adir / "transition_diagnostics.png")),
+         figures.transition_diagnostics(analysis)),
     ]
-    for model in analysis["histograms"]:
-        figs.append((f"{model}: entropy of recovered vs unrecovered tokens at t = {t:g} "
+    for series in analysis["histograms"]:
+        figs.append((f"{series}: entropy of recovered vs unrecovered tokens at t = {t:g} "
                      f"(Figs. 3B/12-14); filled: train, outline: test.",
-                     figures.token_entropy_by_recovery(analysis, model, t,
-                                                       adir / f"fig3b_{model}.png")))
-        figs.append((f"{model}: sequence conditional entropy, train vs generated "
-                     f"(Figs. 4/15-17).",
-                     figures.sequence_entropy_histograms(analysis, model,
-                                                         adir / f"fig4_{model}.png")))
-    blocks = [paragraph(f"Corpus {cfg['data']['corpus']}, models {', '.join(cfg['models'])}, "
-                        f"training sizes {', '.join(map(str, cfg['sizes']))}, {cfg['steps']} "
-                        f"steps each, seed {cfg['seed']}."),
-              *_transition_blocks(analysis), heading("Every training size"),
-              paragraph(EXPECTATION, "note"), _per_size_table(analysis), heading("Figures")]
-    blocks += [figure(path, caption) for caption, path in figs]
+                     figures.token_entropy_by_recovery(analysis, series, t)))
+        figs.append((f"{series}: sequence conditional entropy, train vs generated "
+                     f"(Figs. 4/15-17).", figures.sequence_entropy_histograms(analysis, series)))
+    return [heading("Figures")] + [figure(png, caption) for caption, png in figs]
+
+
+def render_sweep_report(sweep_dir: str | Path) -> Path:
+    """Write SWEEP_DIR/report.html from sweep.json and the analysis the sweep wrote."""
+    sweep_dir = Path(sweep_dir)
+    require((sweep_dir / "analysis" / "analysis.json").is_file(),
+            f"{sweep_dir} has no analysis yet; run the sweep (attractor sweep --out {sweep_dir} "
+            "--resume-config) to finish its runs and write it")
+    analysis = read_json(sweep_dir / "analysis" / "analysis.json")
+    require(len(analysis["per_size"]) > 0, f"{sweep_dir} has no finished runs with probes: "
+            "nothing to report")
+    cfg = read_json(sweep_dir / "sweep.json")["config"]
+    train = cfg["train"]
+    blocks = [paragraph(f"Corpus {train['data']['corpus']}, models {', '.join(cfg['models'])}, "
+                        f"training sizes {', '.join(map(str, cfg['sizes']))}, seeds "
+                        f"{', '.join(map(str, cfg['seeds']))}, {train['steps']} steps each.")]
+    if analysis["missing"]:
+        blocks.append(paragraph(f"Not finished yet, so not in this report: "
+                                f"{', '.join(analysis['missing'])}.", "note"))
+    blocks += [*_transition_blocks(analysis), heading("Every training size"),
+               paragraph(EXPECTATION, "note"), _per_size_table(analysis)]
+    blocks += _figure_blocks(sweep_dir, analysis)
     blocks += _sample_blocks(analysis) + _example_blocks(analysis)
     blocks += [heading("Data behind the figures"),
-               paragraph("analysis/analysis.json, recovery_vs_size.csv, basins.csv, "
-                         "entropy_vs_size.csv and per_size.csv in this directory; each run's "
-                         "probe files under runs/<name>/probes/."),
+               paragraph("analysis/analysis.json, per_size.csv, recovery_vs_size.csv and "
+                         "basins.csv in this directory; each run's probe files under "
+                         "runs/<name>/probes/."),
                heading("Sweep configuration", 3), preformatted(str(cfg))]
     return write_page(sweep_dir / "report.html", "Memorisation to generalisation: sweep report",
                       blocks)

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from attractor.probes.stats import auroc, average_ranks
+from attractor.probes.stats import bootstrap, ks_distance
 
 
 @dataclass(frozen=True)
@@ -33,15 +33,6 @@ class Estimate:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def ks_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Two-sample Kolmogorov-Smirnov statistic sup_x |F_a(x) - F_b(x)|."""
-    a, b = np.sort(a), np.sort(b)
-    grid = np.concatenate([a, b])
-    fa = np.searchsorted(a, grid, side="right") / len(a)
-    fb = np.searchsorted(b, grid, side="right") / len(b)
-    return float(np.abs(fa - fb).max())
 
 
 def first_crossing(sizes: np.ndarray, values: np.ndarray, level: float,
@@ -66,8 +57,22 @@ def _interval(point: float | None, reps: list[float | None], criterion: str) -> 
                     math.exp(hi) if math.isfinite(hi) else None, frac, criterion)
 
 
-def _resample(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    return x[rng.integers(0, len(x), len(x))]
+def _replicates(crossing, groups: list[list[np.ndarray]], rng: np.random.Generator,
+                n_boot: int) -> list[float | None]:
+    """``crossing`` of each bootstrap replicate: every array of every group resampled."""
+    flat = [a for g in groups for a in g]
+    sizes = [len(g) for g in groups]
+
+    def stat(*drawn):
+        parts, k = [], 0
+        for n in sizes:
+            parts.append(list(drawn[k:k + n]))
+            k += n
+        value = crossing(*parts)
+        return math.inf if value is None else value
+
+    reps = bootstrap(stat, flat, n_boot, rng)
+    return [None if not math.isfinite(r) else float(r) for r in reps]
 
 
 def recovery_crossing(sizes, train: list[np.ndarray], test: list[np.ndarray], eps: float,
@@ -79,8 +84,7 @@ def recovery_crossing(sizes, train: list[np.ndarray], test: list[np.ndarray], ep
         gap = np.array([a.mean() - b.mean() for a, b in zip(tr, te)])
         return first_crossing(sizes, gap, eps)
 
-    reps = [crossing([_resample(a, rng) for a in train], [_resample(b, rng) for b in test])
-            for _ in range(n_boot)]
+    reps = _replicates(crossing, [train, test], rng, n_boot)
     return _interval(crossing(train, test), reps,
                      f"train - test recovery <= {eps} (interpolated in log size)")
 
@@ -94,8 +98,7 @@ def entropy_overlap(sizes, train: list[np.ndarray], generated: list[np.ndarray],
         d = np.array([ks_distance(a, b) for a, b in zip(tr, ge)])
         return first_crossing(sizes, d, ks_level, start=int(np.argmax(d)))
 
-    reps = [crossing([_resample(a, rng) for a in train], [_resample(b, rng) for b in generated])
-            for _ in range(n_boot)]
+    reps = _replicates(crossing, [train, generated], rng, n_boot)
     return _interval(crossing(train, generated), reps,
                      f"KS distance of train vs generated sequence entropy falls to <= {ks_level} "
                      f"after its peak")
@@ -109,25 +112,3 @@ def agreement(a: Estimate, b: Estimate) -> dict:
     a_hi, b_hi = a.hi if a.hi is not None else math.inf, b.hi if b.hi is not None else math.inf
     overlap = (a.lo or 0) <= b_hi and (b.lo or 0) <= a_hi
     return {"log10_ratio": math.log10(b.value / a.value), "intervals_overlap": bool(overlap)}
-
-
-def auroc_with_ci(members: np.ndarray, others: np.ndarray, rng: np.random.Generator,
-                  n_boot: int = 1000) -> dict:
-    """AUROC of LOW conditional entropy as a membership score (members vs unseen), with CI."""
-    point = auroc(-members, -others)
-    reps = [auroc(-_resample(members, rng), -_resample(others, rng)) for _ in range(n_boot)]
-    lo, hi = np.percentile(reps, [2.5, 97.5])
-    return {"auroc": point, "lo": float(lo), "hi": float(hi)}
-
-
-def spearman(x: np.ndarray, y: np.ndarray) -> float | None:
-    """Spearman rank correlation (average ranks for ties); None if undefined."""
-    keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
-    if len(x) < 3:
-        return None
-    rx, ry = average_ranks(x), average_ranks(y)
-    if rx.std() == 0 or ry.std() == 0:
-        return None
-    return float(np.corrcoef(rx, ry)[0, 1])
-

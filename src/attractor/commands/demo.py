@@ -1,5 +1,5 @@
-"""``attractor demo``: the README's main job, a CPU-sized sweep on the synthetic corpus with its
-report. Running it again in the same directory resumes where it stopped."""
+"""``attractor demo``: the README's main job, the sweep of ``configs/demo.toml`` with its report.
+Running it again in the same directory resumes where it stopped."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ def run(args: argparse.Namespace) -> int:
     args.out = args.out or ("attractor-demo-quick" if args.quick else "attractor-demo")
     start = time.perf_counter()
     print(f"attractor demo{' (quick)' if args.quick else ''}: {len(cfg.sizes)} training sizes "
-          f"({', '.join(map(str, cfg.sizes))}) x {', '.join(cfg.models)}, {cfg.steps} steps each; "
-          f"results in {args.out}/")
+          f"({', '.join(map(str, cfg.sizes))}) x {', '.join(cfg.models)} x seeds "
+          f"{', '.join(map(str, cfg.seeds))}, {cfg.train.steps} steps each; results in "
+          f"{args.out}/")
     run_sweep(cfg, args.out, progress=not args.no_progress)
     path = render_directory(args.out)
     print(f"done in {time.perf_counter() - start:.0f} s")
@@ -25,11 +26,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("demo", help="a CPU-sized sweep on the synthetic corpus, with its report")
+def configure(p: argparse.ArgumentParser) -> None:
+    from attractor.options import add_common
+
     p.add_argument("--out", default=None,
                    help="output directory, resumable (default attractor-demo[-quick])")
     p.add_argument("--quick", action="store_true",
-                   help="a one-minute version (a smoke test of the whole pipeline)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+                   help="a one-minute version (a check of the whole pipeline)")
+    add_common(p, "no_progress")
     p.set_defaults(func=run)

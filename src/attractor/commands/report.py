@@ -8,12 +8,10 @@ import argparse
 def run(args: argparse.Namespace) -> int:
     from attractor.report.registry import render_directory
 
-    path = render_directory(args.directory)
-    print(f"report: {path}")
+    print(f"report: {render_directory(args.directory)}")
     return 0
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("report", help="render the HTML report of a results directory")
-    p.add_argument("directory", help="a sweep or experiment directory")
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("directory", help="a sweep, a run, or an experiment directory")
     p.set_defaults(func=run)

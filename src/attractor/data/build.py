@@ -96,7 +96,6 @@ def build_dataset(cfg: DataConfig, cache_dir: str | os.PathLike | None = None) -
 
     Deterministic: the same config gives the same pool, split, permutation and fingerprint.
     """
-    cfg.validate()
     if cache_dir is not None:
         cached = load_cached(cfg, cache_dir)
         if cached is not None:
@@ -108,7 +107,8 @@ def build_dataset(cfg: DataConfig, cache_dir: str | os.PathLike | None = None) -
     ids = special_ids(tokenizer)
     tokens = encode(tokenizer, sentences)
     split = _wrap_split if cfg.mode == "wrap" else _pad_split
-    seqs, mask, test_ids, train_order = split(tokens, cfg, ids, np.random.default_rng([cfg.seed, 1]))
+    rng = np.random.default_rng([cfg.split_seed, 1])
+    seqs, mask, test_ids, train_order = split(tokens, cfg, ids, rng)
     sequences, loss_mask = torch.from_numpy(seqs), torch.from_numpy(mask)
     dataset = Dataset(
         config=cfg, tokenizer=tokenizer,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
+from attractor.config import to_dict
 from attractor.data.config import DataConfig
 from attractor.data.dataset import Dataset, fingerprint
 from attractor.data.tokenizer import special_ids
@@ -38,7 +39,7 @@ def load_cached(cfg: DataConfig, cache_dir: str | os.PathLike) -> Dataset | None
         tokenizer = Tokenizer.from_file(str(entry / "tokenizer.json"))
     except Exception:  # noqa: BLE001 - missing, torn or foreign files all mean: rebuild
         return None
-    if meta.get("format") != _FORMAT or meta.get("config") != cfg.to_dict():
+    if meta.get("format") != _FORMAT or meta.get("config") != to_dict(cfg):
         return None
     seqs, mask = tensors["sequences"], tensors["loss_mask"]
     if fingerprint(seqs, mask) != meta.get("fingerprint"):
@@ -65,7 +66,7 @@ def save_cached(dataset: Dataset, cache_dir: str | os.PathLike) -> Path:
                    "train_order": dataset.train_order.contiguous()},
                   str(tmp / "pool.safetensors"))
         dataset.tokenizer.save(str(tmp / "tokenizer.json"))
-        write_json(tmp / "meta.json", {"format": _FORMAT, "config": dataset.config.to_dict(),
+        write_json(tmp / "meta.json", {"format": _FORMAT, "config": to_dict(dataset.config),
                                        "fingerprint": dataset.fingerprint})
         os.replace(tmp, entry)
     except OSError:

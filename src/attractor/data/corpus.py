@@ -10,14 +10,16 @@
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from attractor.data.config import DataConfig
 from attractor.data.detokenize import lm1b_detokenize
-from attractor.data.grammar import grammar_for
+from attractor.data.grammar import grammar_for, is_grammatical
 from attractor.errors import UserError
 
 # Give up on reaching the requested number of distinct synthetic sentences after this many draws
@@ -29,7 +31,7 @@ def load_sentences(cfg: DataConfig) -> list[str]:
     """The corpus named by ``cfg.corpus``, as a list of non-empty sentences in corpus order."""
     scheme, _, arg = cfg.corpus.partition(":")
     if scheme == "synthetic":
-        return synthetic_sentences(cfg.corpus_size, np.random.default_rng([cfg.seed, 0]),
+        return synthetic_sentences(cfg.corpus_size, np.random.default_rng([cfg.split_seed, 0]),
                                    cfg.synthetic_words)
     if scheme == "text":
         sentences = text_sentences(arg, cfg.corpus_size)
@@ -40,6 +42,14 @@ def load_sentences(cfg: DataConfig) -> list[str]:
     if not sentences:
         raise UserError(f"corpus {cfg.corpus!r} is empty (no non-blank lines)")
     return sentences
+
+
+def sentence_checker(cfg: DataConfig) -> Callable[[str], bool] | None:
+    """Whether a sentence is valid in the corpus, where the corpus can tell (the synthetic
+    grammar); None for corpora of real text."""
+    if cfg.scheme != "synthetic":
+        return None
+    return functools.partial(is_grammatical, words_per_category=cfg.synthetic_words)
 
 
 def synthetic_sentences(n: int, rng: np.random.Generator, words_per_category: int = 0

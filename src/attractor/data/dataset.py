@@ -14,7 +14,6 @@ Membership is the ground truth of every later measurement, so it is exact:
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
+from attractor.config import to_dict
 from attractor.data.config import DataConfig
 from attractor.errors import UserError
 
@@ -54,25 +54,16 @@ class Dataset:
 
     def train_ids(self, fraction: float | None = None, num_train: int | None = None
                   ) -> torch.Tensor:
-        """The first n ids of the training permutation, n from a fraction or given directly.
-
-        n = max(1, round(fraction * available)); nested by construction.
-        """
+        """The first n ids of the training permutation: n = num_train, or
+        max(1, round(fraction * available)), or all of them when neither is given. Nested by
+        construction: a smaller training set is a prefix of every larger one."""
         available = self.num_available
-        if (fraction is None) == (num_train is None):
-            raise UserError("give exactly one of a training fraction and a number of "
-                            "training sequences")
-        if fraction is not None:
-            if not (isinstance(fraction, (int, float)) and math.isfinite(fraction)
-                    and 0 < fraction <= 1):
-                raise UserError(f"training fraction must be in (0, 1]; got {fraction}")
-            n = max(1, round(fraction * available))
+        if num_train is None:
+            n = available if fraction is None else max(1, round(fraction * available))
+        elif num_train > available:
+            raise UserError(f"asked for {num_train} training sequences but the corpus has "
+                            f"{available} after the test split")
         else:
-            if not isinstance(num_train, (int, np.integer)) or num_train < 1:
-                raise UserError(f"number of training sequences must be >= 1; got {num_train}")
-            if num_train > available:
-                raise UserError(f"asked for {num_train} training sequences but the corpus has "
-                                f"{available} after the test split")
             n = int(num_train)
         return self.train_order[:n].clone()
 
@@ -135,7 +126,7 @@ class Dataset:
             "fingerprint": self.fingerprint,
             "num_sequences": int(self.sequences.shape[0]),
             "block_length": self.block_length,
-            "data_config": self.config.to_dict(),
+            "data_config": to_dict(self.config),
             "train_ids": train,
             "test_ids": self.test_ids.tolist(),
         }

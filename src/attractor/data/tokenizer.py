@@ -22,13 +22,11 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from attractor.data.config import MAX_BPE_VOCAB, MIN_BPE_VOCAB
 from attractor.errors import UserError
 
 PAD, BOS, EOS, UNK = "[PAD]", "[BOS]", "[EOS]", "[UNK]"
 GPT2_EOT = "<|endoftext|>"
-# Smallest trained-BPE vocabulary: the 256 byte symbols plus the four special tokens.
-MIN_BPE_VOCAB = 256 + 4
-MAX_BPE_VOCAB = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -62,11 +60,7 @@ def gpt2_tokenizer() -> Tokenizer:
 
 def trained_bpe_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     """Byte-level BPE with ``vocab_size`` tokens (specials included) learned from ``texts``."""
-    if vocab_size < MIN_BPE_VOCAB:
-        raise UserError(f"bpe vocabulary size must be at least {MIN_BPE_VOCAB} "
-                        f"(256 bytes + 4 special tokens); got {vocab_size}")
-    if vocab_size > MAX_BPE_VOCAB:
-        raise UserError(f"bpe vocabulary size must be at most {MAX_BPE_VOCAB:,}; got {vocab_size}")
+    assert MIN_BPE_VOCAB <= vocab_size <= MAX_BPE_VOCAB, "checked by DataConfig"
     tok = Tokenizer(models.BPE(unk_token=UNK))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()

@@ -6,29 +6,30 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from attractor.errors import UserError, require
+from attractor.config import check, setting
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Shape of a DiT. ``hidden`` must be divisible by ``heads`` with an even head dimension."""
+    """Shape of a DiT: ``hidden`` splits into ``heads`` heads of even size."""
 
-    hidden: int = 256
-    blocks: int = 8
-    heads: int = 8
-    cond_dim: int = 128
-    mlp_ratio: int = 4
-    dropout: float = 0.1
-    time_features: int = 256  # width of the sinusoidal embedding of sigma_t
+    hidden: int = setting(256, help="hidden width d")
+    blocks: int = setting(8, help="transformer blocks")
+    heads: int = setting(8, help="attention heads")
+    cond_dim: int = setting(128, help="width of the time conditioning")
+    mlp_ratio: int = setting(4, help="MLP width / hidden width")
+    dropout: float = setting(0.1, help="dropout of the DiT")
+    time_features: int = setting(256, help="width of the sinusoidal embedding of sigma_t")
 
-    def validate(self) -> None:
-        require(self.hidden > 0 and self.blocks > 0 and self.heads > 0,
-                "model hidden size, blocks and heads must be positive")
-        require(self.hidden % self.heads == 0 and (self.hidden // self.heads) % 2 == 0,
-                f"hidden {self.hidden} must split into {self.heads} heads of even size")
-        require(0.0 <= self.dropout < 1.0, f"dropout must lie in [0, 1), got {self.dropout}")
+    def __post_init__(self) -> None:
+        for name in ("hidden", "blocks", "heads", "cond_dim", "mlp_ratio", "time_features"):
+            check(getattr(self, name) >= 1, name, f"must be at least 1; got {getattr(self, name)}")
+        check(self.hidden % self.heads == 0 and (self.hidden // self.heads) % 2 == 0, "hidden",
+              f"({self.hidden}) must split into {self.heads} heads of even size")
+        check(self.time_features % 2 == 0, "time_features", "must be even (cos and sin)")
+        check(0.0 <= self.dropout < 1.0, "dropout", f"must lie in [0, 1); got {self.dropout}")
 
 
 MODEL_CONFIGS: dict[str, ModelConfig] = {
@@ -40,13 +41,11 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
 }
 
 
-def get_model_config(name: str, **overrides) -> ModelConfig:
-    """The named configuration, with optional field overrides (e.g. ``dropout=0.0``)."""
-    if name not in MODEL_CONFIGS:
-        raise UserError(f"unknown model config {name!r}; choose from {', '.join(MODEL_CONFIGS)}")
-    cfg = replace(MODEL_CONFIGS[name], **overrides)
-    cfg.validate()
-    return cfg
+def get_model_config(name: str) -> ModelConfig:
+    """The named configuration."""
+    check(name in MODEL_CONFIGS, "model_name", f"is {name!r}, not one of "
+          f"{', '.join(MODEL_CONFIGS)}")
+    return MODEL_CONFIGS[name]
 
 
 def count_parameters(cfg: ModelConfig, vocab_size: int) -> int:

@@ -1,4 +1,4 @@
-"""A diffusion transformer (DiT) denoiser for uniform-state diffusion (duo.md §5).
+"""A diffusion transformer (DiT) denoiser for uniform-state diffusion (docs/notation.md §5).
 
 Input z_t (B, L) int64 and sigma_t (B,); output logits (B, L, K) whose softmax is x_theta, the
 prediction of the clean token at every position (paper eqs. 4-5).
@@ -68,7 +68,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
 
 
 class LayerNormNoBias(nn.Module):
-    """LayerNorm with a weight and no bias, computed in float32 (duo.md §5)."""
+    """LayerNorm with a weight and no bias, computed in float32 (docs/notation.md §5)."""
 
     def __init__(self, dim: int):
         super().__init__()
@@ -129,7 +129,6 @@ class DiT(nn.Module):
 
     def __init__(self, cfg: ModelConfig, vocab_size: int):
         super().__init__()
-        cfg.validate()
         self.cfg, self.vocab_size = cfg, vocab_size
         self.embedding = nn.Parameter(torch.empty(vocab_size, cfg.hidden))
         nn.init.kaiming_uniform_(self.embedding, a=math.sqrt(5))

@@ -1,7 +1,8 @@
-"""Plumbing shared by the probes: choosing sequences, batching, timing, generators, histograms.
+"""What the probes share: their common settings and result type, choosing sequences, batching,
+timing, generators and histograms.
 
 Probes batch over sequences AND noise levels: a (N * levels, L) batch is cut into chunks of at
-most ``max_batch`` rows (fewer when the float64 posterior of a chunk would exceed a memory
+most ``max_batch`` rows (fewer when two float32 copies of a chunk's logits would exceed a memory
 budget) and each chunk is one reverse process. :class:`TimedDenoiser` measures the share of wall
 time spent in the denoiser's forward passes, which every probe reports.
 """
@@ -10,26 +11,59 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from attractor.errors import require
+from attractor.config import check, setting, to_dict
 
 # Bytes two float32 (rows, L, K) tensors of one reverse step may take: the logits and a copy.
 LOGITS_BUDGET_BYTES = 2 * 1024**3
 
 
-def check_times(times: Iterable[float], flag: str) -> None:
-    """Every noise level must lie in (0, 1]; a one-line error otherwise."""
+def check_times(times: Iterable[float], path: str) -> None:
+    """Every noise level lies in (0, 1] and none repeats; a ConfigError naming ``path``."""
     times = tuple(times)
-    require(len(times) > 0, f"{flag} needs at least one value")
+    check(len(times) > 0, path, "needs at least one value")
     bad = [t for t in times if not (0.0 < t <= 1.0)]
-    require(not bad, f"{flag} {', '.join(map(str, bad))} outside (0, 1]: noise levels are "
-                     f"diffusion times t in (0, 1]")
-    require(len(set(times)) == len(times), f"{flag} repeats a value: {list(times)}")
+    check(not bad, path, f"has {', '.join(map(str, bad))} outside (0, 1]")
+    check(len(set(times)) == len(times), path, f"repeats a value: {list(times)}")
+
+
+@dataclass(frozen=True)
+class CommonSettings:
+    """How any probe batches its work and how many bootstrap resamples its intervals use."""
+
+    max_batch: int = setting(256, help="rows per denoiser call (fewer if the logits of a "
+                             "chunk would exceed 2 GiB)")
+    bootstrap: int = setting(1000, help="bootstrap resamples of the 95% intervals")
+
+    def __post_init__(self) -> None:
+        check(self.max_batch >= 1, "max_batch", f"must be at least 1; got {self.max_batch}")
+        check(self.bootstrap >= 10, "bootstrap", f"needs at least 10 resamples; got "
+              f"{self.bootstrap}")
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What every probe returns: JSON (``to_dict``), per-row records and a few examples."""
+
+    config: Any
+    summary: Any                        # per level (a list) or one dict
+    rows: list                          # one dict per (split, sequence, level) or sample
+    timing: Timing
+    vocab_size: int
+    histograms: dict = field(default_factory=dict)
+    examples: list = field(default_factory=list)        # token ids, for reports
+    notes: dict = field(default_factory=dict)           # further top-level JSON entries
+
+    def to_dict(self) -> dict:
+        return {"config": to_dict(self.config), "vocab_size": self.vocab_size,
+                **self.notes, "summary": self.summary, "histograms": self.histograms,
+                "timing": self.timing.to_dict()}
 
 
 def chunk_rows(max_batch: int, length: int, vocab_size: int,

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from attractor import softmax_rows
-from attractor.errors import require
+from attractor.config import check, setting
 from attractor.probes import common
-from attractor.probes.stats import auroc, summarize
+from attractor.probes.stats import auroc_interval, summarize
 from attractor.schedule import sigma_from_alpha
 
 
@@ -50,42 +50,22 @@ def clean_entropy(denoiser, x: torch.Tensor, t: torch.Tensor | float, schedule) 
 
 @dataclass(frozen=True)
 class EntropyConfig:
-    """Sequence conditional entropy of training vs held-out sequences at times ``times``."""
+    """Sequence conditional entropy of training vs held-out sequences at the times given."""
 
-    times: tuple[float, ...] = (1e-5,)
-    num_sequences: int = 256
-    max_batch: int = 256
-    bootstrap: int = 1000
+    entropy_times: tuple[float, ...] = setting((1e-5,), help="times t at which the clean "
+                                               "sequences are conditioned on sigma(t)")
+    num_sequences: int = setting(256, help="training and test sequences each, at most")
+    common: common.CommonSettings = setting(help="batching and bootstrap",
+                                            factory=common.CommonSettings)
 
-    def validate(self) -> None:
-        common.check_times(self.times, "--times")
-        require(self.num_sequences >= 1, "--num-sequences must be at least 1")
-        require(self.max_batch >= 1, "--max-batch must be at least 1")
-        require(self.bootstrap >= 10, "--bootstrap needs at least 10 resamples")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class EntropyResult:
-    config: EntropyConfig
-    summary: list                       # one dict per t: entropy of train / test, AUROC
-    rows: list                          # one dict per (split, sequence, t)
-    timing: common.Timing
-    vocab_size: int
-    input_note: str = "clean sequences conditioned on sigma(t); entropy in nats, eq. (13)"
-    histograms: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {"probe": "entropy", "config": self.config.to_dict(), "input": self.input_note,
-                "vocab_size": self.vocab_size, "summary": self.summary,
-                "histograms": self.histograms, "timing": self.timing.to_dict()}
+    def __post_init__(self) -> None:
+        common.check_times(self.entropy_times, "entropy_times")
+        check(self.num_sequences >= 1, "num_sequences", "must be at least 1")
 
 
 def _entropies(denoiser, seqs: torch.Tensor, mask: torch.Tensor, times, run,
                max_batch: int) -> tuple[np.ndarray, np.ndarray]:
-    """(N, T) sequence entropies and (N, T) mean normalised token entropies, batched over both."""
+    """(N, T) sequence entropies and (N, T) mean token entropies (nats), batched over both."""
     N, T = len(seqs), len(times)
     rows = common.chunk_rows(max_batch, seqs.shape[1], run.vocab_size)
     x = seqs.repeat_interleave(T, dim=0)                                   # (N*T, L)
@@ -97,36 +77,44 @@ def _entropies(denoiser, seqs: torch.Tensor, mask: torch.Tensor, times, run,
         mm = m[sl].to(run.device)
         seq_h.append(sequence_entropy(h, mm).cpu())
         tok_mean.append((sequence_entropy(h, mm) / mm.sum(-1).clamp_min(1)).cpu())
-    K_log = math.log(run.vocab_size)
-    return (torch.cat(seq_h).view(N, T).numpy(),
-            (torch.cat(tok_mean).view(N, T) / K_log).numpy())
+    return torch.cat(seq_h).view(N, T).numpy(), torch.cat(tok_mean).view(N, T).numpy()
+
+
+def _summary(t: float, per_split: dict, j: int, rng, config: EntropyConfig,
+             log_k: float) -> dict:
+    n = config.common.bootstrap
+    entry: dict = {"t": t}
+    for name, (_, seq_h, tok_h) in per_split.items():
+        entry[name] = summarize(seq_h[:, j], rng, n)
+        entry[f"{name}_token"] = summarize(tok_h[:, j], rng, n)
+        entry[f"{name}_token_normalised"] = summarize(tok_h[:, j] / log_k, rng, n)
+    # LOW entropy as the membership signal (memorisation): AUROC of -H, train above test.
+    entry["membership_auroc"] = auroc_interval(-per_split["train"][1][:, j],
+                                               -per_split["test"][1][:, j], rng, n)
+    return entry
 
 
 def run_entropy(run, config: EntropyConfig, generator: torch.Generator,
-                progress: bool = True) -> EntropyResult:
+                progress: bool = True) -> common.ProbeResult:
     """Sequence conditional entropy (eq. 13) of training and test sequences of ``run``."""
-    config.validate()
     denoiser = common.TimedDenoiser(run.denoiser(), run.device)
     rng = common.numpy_generator(generator)
     start = time.perf_counter()
     splits = common.pick_sequences(run, config.num_sequences, generator)
     per_split = {}
     for name, (ids, seqs, mask) in common.progress_items(splits, progress, "entropy"):
-        per_split[name] = (ids, *_entropies(denoiser, seqs, mask, config.times, run,
-                                            config.max_batch))
+        per_split[name] = (ids, *_entropies(denoiser, seqs, mask, config.entropy_times, run,
+                                            config.common.max_batch))
+    log_k = math.log(run.vocab_size)
     summary, rows, hists = [], [], {}
-    for j, t in enumerate(config.times):
-        entry = {"t": t}
-        for name, (ids, seq_h, tok_h) in per_split.items():
-            entry[name] = summarize(seq_h[:, j], rng, config.bootstrap)
-            entry[f"{name}_token_normalised"] = summarize(tok_h[:, j], rng, config.bootstrap)
-            rows += [{"split": name, "id": int(i), "t": t, "sequence_entropy": float(h),
-                      "mean_token_entropy_normalised": float(n)}
-                     for i, h, n in zip(ids.tolist(), seq_h[:, j], tok_h[:, j])]
-        # AUROC of "train" against "test" with LOW entropy as the train signal (memorisation).
-        entry["auroc_train_vs_test"] = auroc(-per_split["train"][1][:, j],
-                                             -per_split["test"][1][:, j])
-        summary.append(entry)
+    for j, t in enumerate(config.entropy_times):
+        summary.append(_summary(t, per_split, j, rng, config, log_k))
+        rows += [{"split": name, "id": int(i), "t": t, "sequence_entropy": float(h),
+                  "mean_token_entropy": float(n)}
+                 for name, (ids, seq_h, tok_h) in per_split.items()
+                 for i, h, n in zip(ids.tolist(), seq_h[:, j], tok_h[:, j])]
         hists[str(t)] = common.histograms({n: v[1][:, j] for n, v in per_split.items()})
     timing = denoiser.timing(time.perf_counter() - start, sum(len(v[0]) for v in per_split.values()))
-    return EntropyResult(config, summary, rows, timing, run.vocab_size, histograms=hists)
+    return common.ProbeResult(config, summary, rows, timing, run.vocab_size, histograms=hists,
+                              notes={"input": "clean sequences conditioned on sigma(t); entropy "
+                                              "in nats, eq. (13)"})

@@ -9,9 +9,8 @@ recovered row a changed position is ``tok-ok`` when it returned to the original 
 from __future__ import annotations
 
 import html
-from pathlib import Path
 
-from attractor.report.html import heading, paragraph, raw, table, write_page
+from attractor.report.html import heading, paragraph, raw
 
 
 def token_text(tokenizer, ids: list[int]) -> list[str]:
@@ -61,9 +60,3 @@ def example_blocks(records: list[dict], level_name: str) -> list[str]:
                           "recovered</th><th>recovered</th></tr></thead><tbody>"
                           + "".join(rows) + "</tbody></table>"))
     return blocks
-
-
-def write_examples_page(path: str | Path, records: list[dict], title: str, level_name: str,
-                        summary_rows: list[dict] | None = None) -> Path:
-    blocks = [table(summary_rows)] if summary_rows else []
-    return write_page(path, title, blocks + example_blocks(records, level_name))

@@ -1,14 +1,14 @@
-"""Figures of the probes, drawn from their saved JSON alone (so reports can be re-rendered).
+"""Figures of the probes, drawn from their saved JSON alone, as PNG bytes for a report.
 
-recovery_curves       Figs. 1-2: recovery of train vs test against the corruption level
-entropy_by_recovery   Fig. 3B: entropy of recovered vs unrecovered tokens
-entropy_histograms    train vs test sequence conditional entropy (entropy probe)
-generate_figures      Fig. 4: train vs generated sequence entropy; nearest-training distances
+Each public function takes a probe's JSON and returns [(caption, PNG bytes)]:
+
+recovery          Figs. 1-2: recovery of train vs test against the corruption level, and
+                  Fig. 3B: start-time entropy of recovered vs unrecovered tokens
+entropy           train vs test sequence conditional entropy
+generate          Fig. 4: train vs generated sequence entropy; nearest-training distances
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 
@@ -17,8 +17,8 @@ from attractor.report.plotting import (
     GENERATED_COLOR,
     TEST_COLOR,
     TRAIN_COLOR,
+    png,
     pyplot,
-    save,
 )
 
 COLORS = {"train": TRAIN_COLOR, "test": TEST_COLOR, "generated": GENERATED_COLOR,
@@ -37,7 +37,7 @@ def _stairs(ax, hist: dict, keys, density: bool = True) -> None:
                   color=COLORS.get(key, CONTROL_COLOR), linewidth=1.5)
 
 
-def recovery_curves(result: dict, path: str | Path) -> Path:
+def recovery_curves(result: dict) -> bytes:
     """Mean per-sequence recovery (eq. 12) with 95% bootstrap bands, train solid, test dashed."""
     plt = pyplot()
     name = result["level_name"]
@@ -50,7 +50,7 @@ def recovery_curves(result: dict, path: str | Path) -> Path:
         hi = np.array([np.nan if s["hi"] is None else s["hi"] for s in stats], dtype=float)
         ax.plot(levels, mean, style, marker="o", color=COLORS[split], label=split)
         ax.fill_between(levels, lo, hi, color=COLORS[split], alpha=0.2, linewidth=0)
-    if result["experiment"] == "deterministic":
+    if name == "fraction":
         ax.set_xlabel("fraction of corrupted tokens")
         ax.set_title(f"Deterministic retrieval (greedy, t = {result['config']['t']})")
     else:
@@ -59,27 +59,35 @@ def recovery_curves(result: dict, path: str | Path) -> Path:
     ax.set_ylabel("token recovery rate")
     ax.set_ylim(-0.02, 1.02)
     ax.legend()
-    return save(fig, path)
+    return png(fig)
 
 
-def entropy_by_recovery(result: dict, path: str | Path, level: float | None = None) -> Path:
-    """Normalised token entropy of recovered vs unrecovered tokens at one t (default nearest 0.25)."""
+def entropy_by_recovery(result: dict, level: float | None = None) -> bytes:
+    """Normalised token entropy of recovered vs unrecovered tokens at one level (default
+    nearest 0.25)."""
     plt = pyplot()
     hists = result["histograms"]
     keys = list(hists)
     target = 0.25 if level is None else level
     key = min(keys, key=lambda k: abs(float(k) - target))
+    title = "t" if result["level_name"] == "t" else f"start t = {result['config']['t']:g}, fraction"
     fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.2), sharey=True)
     for ax, split in zip(axes, ("train", "test")):
         _stairs(ax, hists[key][split], ("recovered", "unrecovered"))
-        ax.set_title(f"{split} sequences, t = {float(key):g}")
+        ax.set_title(f"{split} sequences, {title} = {float(key):g}")
         ax.set_xlabel("H(x0 | z_t) / log K")
         ax.legend()
     axes[0].set_ylabel("density")
-    return save(fig, path)
+    return png(fig)
 
 
-def entropy_histograms(result: dict, path: str | Path) -> Path:
+def recovery(result: dict) -> list[tuple[str, bytes]]:
+    """Recovery curves, and the entropy of recovered vs unrecovered tokens near t = 0.25."""
+    return [("token recovery, train vs test (95% intervals)", recovery_curves(result)),
+            ("start-time entropy of recovered vs unrecovered tokens", entropy_by_recovery(result))]
+
+
+def entropy(result: dict) -> list[tuple[str, bytes]]:
     """Sequence conditional entropy of train vs test, one panel per t."""
     plt = pyplot()
     hists = result["histograms"]
@@ -90,16 +98,17 @@ def entropy_histograms(result: dict, path: str | Path) -> Path:
         ax.set_xlabel("sequence conditional entropy (nats)")
         ax.legend()
     axes[0][0].set_ylabel("density")
-    return save(fig, path)
+    return [("sequence conditional entropy, train vs test", png(fig))]
 
 
-def generate_figures(result: dict, path: str | Path) -> Path:
+def generate(result: dict) -> list[tuple[str, bytes]]:
     """Left: sequence entropy of train vs generated (Fig. 4). Right: nearest-train distances."""
     plt = pyplot()
     hists = result["histograms"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.3))
     _stairs(left, hists["sequence_entropy"], ("train", "generated"))
-    left.set_xlabel(f"sequence conditional entropy at t = {result['config']['t']:g} (nats)")
+    left.set_xlabel(f"sequence conditional entropy at t = {result['config']['entropy_t']:g} "
+                    "(nats)")
     left.set_ylabel("density")
     left.legend()
     _stairs(right, hists["nearest_train_distance"], ("generated", "test"))
@@ -107,4 +116,5 @@ def generate_figures(result: dict, path: str | Path) -> Path:
                   label="near-copy threshold")
     right.set_xlabel("Hamming distance to nearest training sequence / length")
     right.legend()
-    return save(fig, path)
+    return [("sequence entropy of generated vs training sequences (Fig. 4); distance to the "
+             "nearest training sequence", png(fig))]

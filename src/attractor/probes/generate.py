@@ -6,25 +6,26 @@ and the ground truth the paper lacks: are they copies of training sequences?
    (the clean ids conditioned on sigma(t)); the entropy gap = mean(generated) - mean(train).
 3. For each sample, the nearest training sequence by Hamming distance over the positions that are
    real (not padding) in either sequence: an exact copy (distance 0), a near copy (distance at
-   most ``near_copy`` times that length) or novel; on the ``synthetic`` corpus, whether the
-   sample (cut at its first EOS) is a sentence of the grammar. Held-out test sequences give the
-   reference: how far unseen valid sequences lie from the training set.
+   most ``near_copy`` times that length) or novel; where the corpus has a checker of valid
+   sentences (the synthetic grammar, given to the probe as ``run.checker``), whether the sample
+   cut at its first EOS is valid. Held-out test sequences give the reference: how far unseen
+   valid sequences lie from the training set.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from attractor.errors import require
+from attractor.config import check, setting
 from attractor.probes import common
 from attractor.probes.entropy import clean_entropy, sequence_entropy
-from attractor.probes.stats import auroc, bootstrap_difference, summarize
-from attractor.sampler import SamplerConfig, generate
+from attractor.probes.stats import auroc, difference, ks_distance, summarize
+from attractor.sampler import FINAL_STEPS, SamplerConfig, generate
 
 CATEGORIES = ("exact_copy", "near_copy", "novel_grammatical", "novel_ungrammatical", "novel")
 
@@ -59,66 +60,56 @@ def nearest_neighbours(queries: torch.Tensor, q_mask: torch.Tensor, keys: torch.
 
 @dataclass(frozen=True)
 class GenerateConfig:
-    num_samples: int = 64
-    sampler: SamplerConfig = field(default_factory=lambda: SamplerConfig(steps=256))
-    t: float = 1e-5                     # time at which sequence entropies are taken
-    num_reference: int = 1000           # training (and test) sequences for the entropy histogram
-    near_copy: float = 0.1              # near copy: distance <= near_copy * compared positions
-    max_batch: int = 256
-    bootstrap: int = 1000
+    """Experiment 3: samples from the prior, their entropy and how close they are to training."""
 
-    def validate(self) -> None:
-        require(self.num_samples >= 1, "--num-samples must be at least 1")
-        self.sampler.validate()
-        common.check_times((self.t,), "--t")
-        require(self.num_reference >= 1, "--num-reference must be at least 1")
-        require(0.0 <= self.near_copy < 1.0, "--near-copy must lie in [0, 1)")
-        require(self.max_batch >= 1, "--max-batch must be at least 1")
-        require(self.bootstrap >= 10, "--bootstrap needs at least 10 resamples")
+    num_samples: int = setting(64, help="samples generated from the uniform prior")
+    reverse_steps: int = setting(256, help="steps of the reverse process from t = 1")
+    final: str = setting("ancestral", help="final denoising step: ancestral | greedy | none")
+    entropy_t: float = setting(1e-5, help="time t at which sequence entropies are taken")
+    num_reference: int = setting(1000, help="training and test sequences whose entropies the "
+                                 "samples are compared with")
+    near_copy: float = setting(0.1, help="near copy: Hamming distance <= this fraction of the "
+                               "compared positions")
+    common: common.CommonSettings = setting(help="batching and bootstrap",
+                                            factory=common.CommonSettings)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def __post_init__(self) -> None:
+        check(self.num_samples >= 1, "num_samples", "must be at least 1")
+        check(self.reverse_steps >= 1, "reverse_steps", "must be at least 1")
+        check(self.final in FINAL_STEPS, "final", f"is {self.final!r}, not one of "
+              f"{', '.join(FINAL_STEPS)}")
+        common.check_times((self.entropy_t,), "entropy_t")
+        check(self.num_reference >= 1, "num_reference", "must be at least 1")
+        check(0.0 <= self.near_copy < 1.0, "near_copy", "must lie in [0, 1)")
 
-
-@dataclass(frozen=True)
-class GenerateResult:
-    config: GenerateConfig
-    summary: dict
-    rows: list                          # one dict per generated sample
-    histograms: dict
-    timing: common.Timing
-    vocab_size: int
-    name: str = "generate"
-
-    def to_dict(self) -> dict:
-        return {"probe": self.name, "config": self.config.to_dict(), "vocab_size": self.vocab_size,
-                "entropy_input": "clean sequences conditioned on sigma(t), eq. (13), nats",
-                "summary": self.summary, "histograms": self.histograms,
-                "timing": self.timing.to_dict()}
+    @property
+    def sampler(self) -> SamplerConfig:
+        return SamplerConfig(steps=self.reverse_steps, final=self.final)
 
 
 def _sample(denoiser, run, config: GenerateConfig, generator, progress: bool) -> torch.Tensor:
     L = run.dataset.sequences.shape[1]
-    rows = common.chunk_rows(config.max_batch, L, run.vocab_size)
+    rows = common.chunk_rows(config.common.max_batch, L, run.vocab_size)
     gen = common.device_generator(generator, run.device)
     out = []
     for sl in tqdm(list(common.chunks(config.num_samples, rows)), desc="generate",
-                          unit="chunk", disable=not progress, dynamic_ncols=True):
+                   unit="chunk", disable=not progress, dynamic_ncols=True):
         out.append(generate(denoiser, sl.stop - sl.start, L, run.vocab_size, run.schedule, gen,
                             config.sampler, device=run.device).cpu())
     return torch.cat(out)
 
 
 def _seq_entropy(denoiser, run, x: torch.Tensor, mask: torch.Tensor, config) -> np.ndarray:
-    rows = common.chunk_rows(config.max_batch, x.shape[1], run.vocab_size)
-    out = [sequence_entropy(clean_entropy(denoiser, x[sl].to(run.device), config.t, run.schedule),
-                            mask[sl].to(run.device)).cpu() for sl in common.chunks(len(x), rows)]
+    rows = common.chunk_rows(config.common.max_batch, x.shape[1], run.vocab_size)
+    out = [sequence_entropy(clean_entropy(denoiser, x[sl].to(run.device), config.entropy_t,
+                                          run.schedule), mask[sl].to(run.device)).cpu()
+           for sl in common.chunks(len(x), rows)]
     return torch.cat(out).numpy()
 
 
-def _categories(exact, near, grammatical) -> list[str]:
+def _categories(exact, near, valid) -> list[str]:
     out = []
-    for e, n, g in zip(exact, near, grammatical):
+    for e, n, g in zip(exact, near, valid):
         if e:
             out.append("exact_copy")
         elif n:
@@ -129,65 +120,114 @@ def _categories(exact, near, grammatical) -> list[str]:
     return out
 
 
-def _grammar(run, samples: torch.Tensor) -> list:
-    """Grammaticality of each sample on the synthetic corpus, None elsewhere."""
-    if run.config.data.corpus != "synthetic":
+def _valid(run, samples: torch.Tensor) -> list:
+    """Whether each sample (its first sentence) is valid by the corpus's own checker, if it has
+    one (the synthetic grammar); None for every sample otherwise."""
+    if run.checker is None:
         return [None] * len(samples)
-    from attractor.data.grammar import is_grammatical
-
-    k = run.config.data.synthetic_words
-    return [bool(is_grammatical(run.dataset.sentence(s), k)) for s in samples]
+    return [bool(run.checker(run.dataset.sentence(s))) for s in samples]
 
 
-def _fractions(values: list) -> dict:
-    return {c: sum(v == c for v in values) / len(values) for c in CATEGORIES}
+def _fraction(values: list) -> float | None:
+    return None if not values or values[0] is None else float(np.mean(values))
+
+
+def _entropy_summary(h: dict, lengths: dict, rng, n_boot: int) -> dict:
+    """Sequence and per-token entropies of each group, and generated-minus-train gaps."""
+    tok = {k: v / np.maximum(lengths[k], 1) for k, v in h.items()}
+    return {
+        "entropy": {k: summarize(v, rng, n_boot) for k, v in h.items()},
+        "token_entropy": {k: summarize(v, rng, n_boot) for k, v in tok.items()},
+        "sequence_entropy_gap": difference(h["generated"], h["train"], rng, n_boot),
+        "token_entropy_gap": difference(tok["generated"], tok["train"], rng, n_boot),
+        "auroc_generated_vs_train": auroc(h["generated"], h["train"]),
+        "ks_generated_vs_train": ks_distance(h["generated"], h["train"]),
+    }
+
+
+@dataclass(frozen=True)
+class Grading:
+    """How each of G samples relates to the training and held-out sequences."""
+
+    nearest: torch.Tensor              # (G,) int64 pool id of the nearest training sequence
+    distance: torch.Tensor             # (G,) int64 Hamming distance to it
+    compared: torch.Tensor             # (G,) int64 positions compared (real in either)
+    test_distance: torch.Tensor        # (G,) int64 distance to the nearest held-out sequence
+    exact: list                        # (G,) bool
+    near: list                         # (G,) bool: distance <= near_copy * compared
+    valid: list                        # (G,) bool, or None where the corpus cannot tell
+    category: list                     # (G,) one of CATEGORIES
+
+
+def _grade(run, samples: torch.Tensor, s_mask: torch.Tensor, near_copy: float) -> Grading:
+    masks = run.dataset.loss_mask
+    near_i, d, n = nearest_neighbours(samples, s_mask, run.train_sequences, masks[run.train_ids])
+    _, d_test, _ = nearest_neighbours(samples, s_mask, run.test_sequences, masks[run.test_ids])
+    exact, near = (d == 0).tolist(), (d <= near_copy * n).tolist()
+    valid = _valid(run, samples)
+    return Grading(run.train_ids[near_i], d, n, d_test, exact, near, valid,
+                   _categories(exact, near, valid))
+
+
+def _reference_distance(run, ref: dict) -> np.ndarray:
+    """(n,) Hamming distance / compared positions from held-out sequences to the training set:
+    how far unseen valid sequences lie from it."""
+    _, d, n = nearest_neighbours(ref["test"][1], ref["test"][2], run.train_sequences,
+                                 run.dataset.loss_mask[run.train_ids])
+    return (d / n.clamp_min(1)).numpy()
+
+
+def _summary(g: Grading, h: dict, lengths: dict, ref: dict, run, rng, n_boot: int) -> dict:
+    return {
+        **_entropy_summary(h, lengths, rng, n_boot),
+        "categories": {c: sum(v == c for v in g.category) / len(g.category) for c in CATEGORIES},
+        "exact_copy": summarize(np.array(g.exact, dtype=float), rng, n_boot),
+        "near_or_exact_copy": summarize(np.array(g.near, dtype=float), rng, n_boot),
+        "matches_test_sequence": float((g.test_distance == 0).double().mean()),
+        "nearest_train_distance": summarize((g.distance / g.compared.clamp_min(1)).numpy(), rng,
+                                            n_boot),
+        "test_nearest_train_distance": summarize(ref["distance"], rng, n_boot),
+        "grammatical": _fraction(g.valid),
+        "test_grammatical": _fraction(_valid(run, ref["splits"]["test"][1])),
+    }
+
+
+def _rows(run, samples: torch.Tensor, g: Grading, h: dict, lengths: dict, ref: dict) -> list:
+    """One row per sample ("generated"), then one per reference sequence ("train", "test")."""
+    rows = [{"split": "generated", "sample": i, "text": run.dataset.decode(samples[i]),
+             "n_real": int(lengths["generated"][i]), "sequence_entropy": float(h["generated"][i]),
+             "nearest_train_id": int(g.nearest[i]), "distance": int(g.distance[i]),
+             "compared": int(g.compared[i]), "nearest_test_distance": int(g.test_distance[i]),
+             "exact_copy": g.exact[i], "near_copy": g.near[i], "grammatical": g.valid[i],
+             "category": g.category[i]} for i in range(len(samples))]
+    return rows + [{"split": split, "id": int(i), "n_real": int(m), "sequence_entropy": float(e)}
+                   for split, (ids, _, _) in ref["splits"].items()
+                   for i, m, e in zip(ids.tolist(), lengths[split], h[split])]
 
 
 def run_generate(run, config: GenerateConfig, generator: torch.Generator,
-                 progress: bool = True) -> GenerateResult:
+                 progress: bool = True) -> common.ProbeResult:
     """Experiment 3 on ``run`` (see the module docstring)."""
-    config.validate()
     denoiser = common.TimedDenoiser(run.denoiser(), run.device)
     rng = common.numpy_generator(generator)
     start = time.perf_counter()
     samples = _sample(denoiser, run, config, generator, progress)               # (G, L)
     s_mask = samples != run.dataset.pad_id
-    ref = common.pick_sequences(run, config.num_reference, generator)
+    splits = common.pick_sequences(run, config.num_reference, generator)
+    ref = {"splits": splits, "distance": _reference_distance(run, splits)}
     h = {"generated": _seq_entropy(denoiser, run, samples, s_mask, config)}
-    for split, (_, seqs, mask) in ref.items():
+    lengths = {"generated": s_mask.sum(-1).numpy()}
+    for split, (_, seqs, mask) in splits.items():
         h[split] = _seq_entropy(denoiser, run, seqs, mask, config)
-    masks = run.dataset.loss_mask
-    near_i, d, n = nearest_neighbours(samples, s_mask, run.train_sequences, masks[run.train_ids])
-    _, d_test, _ = nearest_neighbours(samples, s_mask, run.test_sequences, masks[run.test_ids])
-    _, d_ref, n_ref = nearest_neighbours(ref["test"][1], ref["test"][2], run.train_sequences,
-                                         masks[run.train_ids])
-    exact, near = (d == 0).tolist(), (d <= config.near_copy * n).tolist()
-    grammatical = _grammar(run, samples)
-    category = _categories(exact, near, grammatical)
-    test_grammatical = _grammar(run, ref["test"][1])
-    n_boot = config.bootstrap
-    summary = {
-        "entropy": {k: summarize(v, rng, n_boot) for k, v in h.items()},
-        "entropy_gap": dict(zip(("mean", "lo", "hi"),
-                                bootstrap_difference(h["generated"], h["train"], n_boot, rng))),
-        "auroc_generated_vs_train": auroc(h["generated"], h["train"]),
-        "categories": _fractions(category),
-        "exact_copy": summarize(np.array(exact, dtype=float), rng, n_boot),
-        "near_or_exact_copy": summarize(np.array(near, dtype=float), rng, n_boot),
-        "matches_test_sequence": float((d_test == 0).double().mean()),
-        "nearest_train_distance": summarize((d / n.clamp_min(1)).numpy(), rng, n_boot),
-        "test_nearest_train_distance": summarize((d_ref / n_ref.clamp_min(1)).numpy(), rng, n_boot),
-        "grammatical": None if grammatical[0] is None else float(np.mean(grammatical)),
-        "test_grammatical": None if test_grammatical[0] is None else float(np.mean(test_grammatical)),
-    }
-    rows = [{"sample": i, "text": run.dataset.decode(samples[i]), "n_real": int(s_mask[i].sum()),
-             "sequence_entropy": float(h["generated"][i]), "nearest_train_id":
-             int(run.train_ids[near_i[i]]), "distance": int(d[i]), "compared": int(n[i]),
-             "nearest_test_distance": int(d_test[i]), "exact_copy": exact[i], "near_copy": near[i],
-             "grammatical": grammatical[i], "category": category[i]} for i in range(len(samples))]
+        lengths[split] = mask.sum(-1).numpy()
+    g = _grade(run, samples, s_mask, config.near_copy)
+    summary = _summary(g, h, lengths, ref, run, rng, config.common.bootstrap)
     hists = {"sequence_entropy": common.histograms(h),
              "nearest_train_distance": common.histograms(
-                 {"generated": (d / n.clamp_min(1)).numpy(),
-                  "test": (d_ref / n_ref.clamp_min(1)).numpy()}, lo=0.0, hi=1.0)}
+                 {"generated": (g.distance / g.compared.clamp_min(1)).numpy(),
+                  "test": ref["distance"]}, lo=0.0, hi=1.0)}
     timing = denoiser.timing(time.perf_counter() - start, len(samples))
-    return GenerateResult(config, summary, rows, hists, timing, run.vocab_size)
+    return common.ProbeResult(config, summary, _rows(run, samples, g, h, lengths, ref), timing,
+                              run.vocab_size, histograms=hists,
+                              notes={"entropy_input": "clean sequences conditioned on "
+                                                      "sigma(entropy_t), eq. (13), nats"})

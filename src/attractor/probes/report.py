@@ -6,37 +6,33 @@ from pathlib import Path
 
 from attractor.io import read_json
 from attractor.probes.examples import example_blocks
-from attractor.probes.output import PROBE_NAMES, summary_rows
+from attractor.probes.registry import PROBES
 from attractor.report.html import figure, heading, paragraph, preformatted, table, write_page
-
-TITLES = {
-    "recovery_deterministic": "Experiment 1: deterministic retrieval (Fig. 1)",
-    "recovery_stochastic": "Experiment 2: stochastic retrieval (Figs. 2-3)",
-    "entropy": "Conditional entropy of training vs held-out sequences (eq. 13)",
-    "generate": "Experiment 3: generation, conditional entropy and copies (Figs. 4-5)",
-}
 
 
 def _timing_line(data: dict) -> str:
     t = data.get("timing", {})
     frac = t.get("forward_fraction")
     return (f"{t.get('sequences')} sequences in {t.get('wall_s', 0):.1f} s "
-            f"({t.get('sequences_per_s') or 0:.1f} per second) on {data.get('device')}; "
-            f"{100 * frac if frac is not None else float('nan'):.0f}% of the wall time in "
-            f"{t.get('forward_calls')} denoiser forward passes.")
+            f"({t.get('sequences_per_s') or 0:.1f} per second) on {data.get('device')} in "
+            f"{data.get('precision')}; {100 * frac if frac is not None else float('nan'):.0f}% "
+            f"of the wall time in {t.get('forward_calls')} denoiser forward passes.")
 
 
-def _probe_blocks(directory: Path, name: str) -> list[str]:
-    data = read_json(directory / f"{name}.json")
-    blocks = [heading(TITLES[name]), table(summary_rows(name, data)),
-              paragraph(_timing_line(data), "note")]
-    for png in sorted(directory.glob(f"{name}*.png")):
-        blocks.append(figure(png, png.stem.replace("_", " ")))
+def _probe_blocks(directory: Path, name: str, steps: int | None) -> list[str]:
+    probe, data = PROBES[name], read_json(directory / f"{name}.json")
+    blocks = [heading(probe.title)]
+    step = data.get("checkpoint_step")
+    if steps is not None and step is not None and step < steps:
+        blocks.append(paragraph(f"Measured at step {step} of {steps}, before training finished; "
+                                "rerun the probe with --overwrite.", "note"))
+    blocks += [table(probe.table(data)), paragraph(_timing_line(data), "note")]
+    blocks += [figure(png, caption) for caption, png in probe.figures(data)]
     examples = directory / f"{name}_examples.json"
     if examples.is_file():
         records = read_json(examples)
-        first = sorted({r["level"] for r in records})
-        keep = [r for r in records if r["level"] == first[len(first) // 2]] if first else []
+        levels = sorted({r["level"] for r in records})
+        keep = [r for r in records if r["level"] == levels[len(levels) // 2]] if levels else []
         blocks += example_blocks(keep, data["level_name"])
     blocks.append(preformatted(f"settings: {data['config']}"))
     return blocks
@@ -56,12 +52,8 @@ def render_report(out_dir: str | Path) -> Path:
     meta = read_json(directory / "results.json")
     blocks = [paragraph(f"Run: {meta.get('run')}")]
     steps = _trained_steps(directory.parent)
-    for name in PROBE_NAMES:
+    for name in PROBES:
         if (directory / f"{name}.json").is_file():
-            step = read_json(directory / f"{name}.json").get("checkpoint_step")
-            if steps is not None and step is not None and step < steps:
-                blocks.append(paragraph(f"{name}: measured at step {step} of {steps}, before "
-                                        "training finished; rerun it with --overwrite", "note"))
-            blocks += _probe_blocks(directory, name)
+            blocks += _probe_blocks(directory, name, steps)
     return write_page(directory / "report.html", "Basins of attraction and conditional entropy",
                       blocks)

@@ -1,59 +1,78 @@
 """Uncertainty and separation statistics shared by the probes and the sweep analysis.
 
-bootstrap_ci   percentile bootstrap over sequences (rows of ``values``), seeded
-auroc          area under the ROC curve = Mann-Whitney U / (n_pos n_neg), ties count one half
+Every interval of the project is a percentile bootstrap made here:
+
+    bootstrap(stat, samples, n, rng)   replicates of ``stat`` with each sample resampled over
+                                       its rows, independently (a sample: sequences of one split)
+    interval(point, replicates)        {"mean", "lo", "hi"}: the estimate and its 95% interval
+    summarize(values, rng, n)          both, vectorised, for a statistic of one sample
+    difference(a, b, rng, n)           mean(a) - mean(b) with its interval
+
+and :func:`auroc` is the Mann-Whitney AUROC (ties count one half).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 # stat(array, axis) -> array: reduces ``axis`` (numpy reductions such as np.mean, np.median).
 Statistic = Callable[..., np.ndarray]
+LEVEL = 0.95
 
 
-def bootstrap_ci(values: np.ndarray, stat: Statistic = np.mean, n: int = 1000,
-                 generator: np.random.Generator | None = None,
-                 level: float = 0.95) -> tuple[float, float, float]:
-    """Estimate and percentile interval of ``stat`` under resampling of rows.
+def bootstrap(stat: Callable[..., float], samples: Sequence[np.ndarray], n: int,
+              rng: np.random.Generator) -> np.ndarray:
+    """(n,) float64 replicates of ``stat(*resampled)``; sample k of shape (N_k, ...) is resampled
+    over its N_k rows with replacement, independently of the others."""
+    samples = [np.asarray(s) for s in samples]
+    out = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        drawn = [s[rng.integers(0, len(s), len(s))] for s in samples]
+        value = stat(*drawn)
+        out[i] = np.nan if value is None else value
+    return out
 
-    Args:
-        values: (N,) or (N, d): one row per sequence (d > 1 for ratio statistics, e.g.
-            ``lambda v, axis: v[..., 0].sum(axis) / v[..., 1].sum(axis)``).
-        stat: called as ``stat(array, axis=k)``, reducing the row axis k.
-        n: number of bootstrap resamples.
-        generator: the source of randomness (required when N > 0).
-        level: coverage of the interval.
-    Returns:
-        (estimate on all rows, lower, upper); NaNs when there are no rows.
+
+def interval(point: float | None, replicates: np.ndarray, level: float = LEVEL) -> dict:
+    """{"mean": point, "lo", "hi"}: the percentile interval of the finite replicates."""
+    reps = np.asarray(replicates, dtype=np.float64)
+    reps = reps[np.isfinite(reps)]
+    if point is None or not np.isfinite(point) or len(reps) == 0:
+        return {"mean": None if point is None or not np.isfinite(point) else float(point),
+                "lo": None, "hi": None}
+    tail = 50.0 * (1.0 - level)
+    lo, hi = np.percentile(reps, [tail, 100.0 - tail])
+    return {"mean": float(point), "lo": float(lo), "hi": float(hi)}
+
+
+def summarize(values: np.ndarray, rng: np.random.Generator, n: int = 1000,
+              stat: Statistic = np.mean) -> dict:
+    """{"mean", "lo", "hi", "n"}: ``stat`` over rows and its bootstrap interval (vectorised).
+
+    values (N,) or (N, d) (d > 1 for ratio statistics such as :func:`ratio`); rows with a NaN
+    anywhere are dropped first (e.g. sequences with no corrupted position).
     """
     values = np.asarray(values, dtype=np.float64)
+    if len(values):
+        values = values[~np.isnan(values.reshape(len(values), -1)).any(axis=1)]
     if len(values) == 0:
-        return float("nan"), float("nan"), float("nan")
-    assert generator is not None, "bootstrap needs an explicit generator"
-    estimate = float(stat(values, axis=0))
-    idx = generator.integers(0, len(values), size=(n, len(values)))        # (n, N)
-    replicates = np.asarray(stat(values[idx], axis=1), dtype=np.float64)   # (n,)
-    if np.isnan(replicates).all():          # e.g. a ratio whose denominator is always 0
-        return estimate, float("nan"), float("nan")
-    tail = 50.0 * (1.0 - level)
-    lo, hi = np.nanpercentile(replicates, [tail, 100.0 - tail])
-    return estimate, float(lo), float(hi)
+        return {"mean": None, "lo": None, "hi": None, "n": 0}
+    idx = rng.integers(0, len(values), size=(n, len(values)))                # (n, N)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        point = float(stat(values, axis=0))
+        replicates = np.asarray(stat(values[idx], axis=1), dtype=np.float64)  # (n,)
+    return {**interval(point, replicates), "n": len(values)}
 
 
-def bootstrap_difference(a: np.ndarray, b: np.ndarray, n: int, generator: np.random.Generator,
-                         level: float = 0.95) -> tuple[float, float, float]:
-    """mean(a) - mean(b) and its percentile interval, resampling a and b independently."""
+def difference(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, n: int = 1000) -> dict:
+    """mean(a) - mean(b) and its interval, resampling a and b independently."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if len(a) == 0 or len(b) == 0:
-        return float("nan"), float("nan"), float("nan")
-    ra = a[generator.integers(0, len(a), size=(n, len(a)))].mean(1)
-    rb = b[generator.integers(0, len(b), size=(n, len(b)))].mean(1)
-    tail = 50.0 * (1.0 - level)
-    lo, hi = np.percentile(ra - rb, [tail, 100.0 - tail])
-    return float(a.mean() - b.mean()), float(lo), float(hi)
+        return {"mean": None, "lo": None, "hi": None}
+    reps = bootstrap(lambda x, y: x.mean() - y.mean(), [a, b], n, rng)
+    return interval(float(a.mean() - b.mean()), reps)
 
 
 def ratio(values: np.ndarray, axis: int = 0) -> np.ndarray:
@@ -61,19 +80,6 @@ def ratio(values: np.ndarray, axis: int = 0) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         return values[..., 0].sum(axis) / values[..., 1].sum(axis)
-
-
-def summarize(values: np.ndarray, generator: np.random.Generator, n: int = 1000,
-              stat: Statistic = np.mean) -> dict:
-    """{"mean", "lo", "hi", "n"} for JSON: the bootstrap estimate and its 95% interval.
-
-    Rows with a NaN anywhere are dropped first (e.g. sequences with no corrupted position).
-    """
-    values = np.asarray(values, dtype=np.float64)
-    if len(values):
-        values = values[~np.isnan(values.reshape(len(values), -1)).any(axis=1)]
-    est, lo, hi = bootstrap_ci(values, stat, n, generator)
-    return {"mean": est, "lo": lo, "hi": hi, "n": len(values)}
 
 
 def average_ranks(x: np.ndarray) -> np.ndarray:
@@ -95,3 +101,31 @@ def auroc(pos: np.ndarray, neg: np.ndarray) -> float:
     ranks = average_ranks(np.concatenate([pos, neg]))
     u = ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2.0
     return float(u / (len(pos) * len(neg)))
+
+
+def auroc_interval(pos: np.ndarray, neg: np.ndarray, rng: np.random.Generator,
+                   n: int = 1000) -> dict:
+    """AUROC of ``pos`` above ``neg`` with its bootstrap interval (both samples resampled)."""
+    return interval(auroc(pos, neg), bootstrap(auroc, [pos, neg], n, rng))
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Spearman rank correlation (average ranks for ties); None if undefined."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    if len(x) < 3:
+        return None
+    rx, ry = average_ranks(x), average_ranks(y)
+    if rx.std() == 0 or ry.std() == 0:
+        return None
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def ks_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sample Kolmogorov-Smirnov statistic sup_x |F_a(x) - F_b(x)|."""
+    a, b = np.sort(a), np.sort(b)
+    grid = np.concatenate([a, b])
+    fa = np.searchsorted(a, grid, side="right") / len(a)
+    fb = np.searchsorted(b, grid, side="right") / len(b)
+    return float(np.abs(fa - fb).max())

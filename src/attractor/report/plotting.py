@@ -41,6 +41,18 @@ def pyplot():
     return plt
 
 
+def png(fig) -> bytes:
+    """``fig`` as PNG bytes (for a page that embeds it); the figure is closed."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
 def save(fig, path: str | os.PathLike) -> Path:
     """Save ``fig`` as PNG atomically and close it."""
     path = Path(path)

@@ -1,98 +1,84 @@
-"""The configuration of a sweep: a grid of training sizes x model configs, one seed.
+"""The configuration of a sweep: a training template, run over model configs x sizes x seeds.
 
-Every run of a sweep trains from the same initialisation seed and the same data pool; the only
-differences are the number of training sequences (a prefix of one fixed permutation, so smaller
-training sets are subsets of larger ones) and the model config.
+A planned run is the template with its model config, training size and seed replaced
+(:mod:`attractor.sweep.plan`). Every run of a sweep draws from the same data pool and split;
+training sets are prefixes of one fixed permutation, so smaller ones are subsets of larger ones.
+Every registered probe runs on every model, with the settings in ``probes``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
-from attractor.data import DataConfig
-from attractor.errors import UserError, require
+from attractor.analysis.analyze import AnalysisSettings
+from attractor.config import ConfigError, check, from_dict, setting
+from attractor.errors import UserError
 from attractor.model.configs import MODEL_CONFIGS
+from attractor.probes.registry import config_class, default_configs
+from attractor.train.config import TrainConfig
 
-
-@dataclass(frozen=True)
-class ProbeSettings:
-    """What is measured on every model of the sweep (see attractor.probes)."""
-
-    num_sequences: int = 64                     # train and test sequences per probe
-    times: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)   # Exp. 2
-    fractions: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5)          # Exp. 1
-    deterministic_t: float = 0.25
-    reverse_steps: int = 50
-    num_samples: int = 128                      # Exp. 3 generations
-    generate_steps: int = 100
-    entropy_sequences: int = 256
-    bootstrap: int = 1000
-    precision: str = "fp32"                     # denoiser forward passes: fp32 | bf16 (autocast)
+PROBE_PRECISIONS = ("fp32", "bf16")
+_DEFAULT_TRAIN = TrainConfig()
 
 
 @dataclass(frozen=True)
 class SweepConfig:
-    data: DataConfig = field(default_factory=DataConfig)
-    models: tuple[str, ...] = ("nano",)
-    sizes: tuple[int, ...] = (32, 100, 316, 1000, 3162, 10000)
-    steps: int = 2000
-    batch_size: int = 32
-    lr: float | None = None                      # None: the model's default recipe
-    warmup: int | None = None
-    ema: float | None = None
-    seed: int = 0
-    loss_on_padding: bool = False
-    compile: bool = False
-    precision: str = "auto"
-    device: str = "auto"
-    probes: ProbeSettings = field(default_factory=ProbeSettings)
+    """A grid of model configs x training sizes x seeds; each run is trained, then probed."""
 
-    def validate(self) -> None:
-        self.data.validate()
-        require(len(self.models) >= 1, "the sweep needs at least one model config")
-        require(len(self.sizes) >= 1, "the sweep needs at least one training size")
-        for m in self.models:
-            require(m in MODEL_CONFIGS,
-                    f"unknown model config {m!r}; choose from {', '.join(MODEL_CONFIGS)}")
-        require(all(isinstance(n, int) and n >= 1 for n in self.sizes),
-                f"training sizes must be positive integers, got {list(self.sizes)}")
-        require(len(set(self.sizes)) == len(self.sizes) and list(self.sizes) == sorted(self.sizes),
-                f"training sizes must be strictly increasing, got {list(self.sizes)}")
-        require(len(set(self.models)) == len(self.models), "model configs are repeated")
-        require(self.steps >= 1 and self.batch_size >= 1, "steps and batch size must be >= 1")
-        require(self.probes.precision in ("fp32", "bf16"),
-                f"probe precision must be fp32 or bf16, got {self.probes.precision!r}")
-        from attractor.sweep.runner import probe_configs
+    train: TrainConfig = setting(help="the training settings every run shares",
+                                 factory=TrainConfig)
+    models: tuple[str, ...] = setting(("nano",), help="model configs, comma-separated: "
+                                      + ", ".join(MODEL_CONFIGS))
+    sizes: tuple[int, ...] | None = setting(None, help="training sizes, increasing (none: "
+                                            "log-spaced, then linear up to the whole pool)")
+    seeds: tuple[int, ...] = setting((0,), help="training seeds (initialisation, data order, "
+                                     "noise); the data split is the same for all")
+    probes: dict = setting(help="the settings of each probe", factory=default_configs,
+                           entries=config_class)
+    probe_precision: str = setting("fp32", help="probe forward passes: fp32 | bf16 (autocast)")
+    analysis: AnalysisSettings = setting(help="transition estimates", factory=AnalysisSettings)
 
-        for probe in probe_configs(self.probes).values():
-            probe.validate()
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def __post_init__(self) -> None:
+        check(len(self.models) >= 1, "models", "needs at least one model config")
+        check(len(set(self.models)) == len(self.models), "models", "repeats a model config")
+        unknown = [m for m in self.models if m not in MODEL_CONFIGS]
+        check(not unknown, "models", f"has unknown model config(s) {', '.join(unknown)}; "
+              f"choose from {', '.join(MODEL_CONFIGS)}")
+        if self.sizes is not None:
+            check(len(self.sizes) >= 1 and min(self.sizes) >= 1, "sizes",
+                  f"must be positive training sizes, got {list(self.sizes)}")
+            check(list(self.sizes) == sorted(set(self.sizes)), "sizes",
+                  f"must be strictly increasing, got {list(self.sizes)}")
+        check(len(self.seeds) >= 1 and min(self.seeds) >= 0, "seeds", "must be seeds >= 0")
+        check(len(set(self.seeds)) == len(self.seeds), "seeds", "repeats a seed")
+        check(self.probe_precision in PROBE_PRECISIONS, "probe_precision",
+              f"is {self.probe_precision!r}, not one of {', '.join(PROBE_PRECISIONS)}")
+        t = self.train
+        for path, value, default, by in (("seed", t.seed, 0, "seeds"),
+                                         ("fraction", t.fraction, None, "sizes"),
+                                         ("num_train", t.num_train, None, "sizes"),
+                                         ("model_name", t.model_name, _DEFAULT_TRAIN.model_name,
+                                          "models"),
+                                         ("model", t.model, _DEFAULT_TRAIN.model, "models")):
+            check(value == default, f"train.{path}", f"is set for each run by {by}; leave it "
+                  "out of the sweep's settings")
 
 
 def sweep_config_from_dict(d: dict) -> SweepConfig:
-    """Inverse of ``SweepConfig.to_dict``; a dict that is not a valid sweep is a UserError."""
+    """A SweepConfig saved as JSON; anything else is a one-line UserError."""
     try:
-        d = dict(d)
-        data = DataConfig(**d.pop("data"))
-        probes = d.pop("probes")
-        probes = ProbeSettings(**{k: tuple(v) if isinstance(v, list) else v
-                                  for k, v in probes.items()})
-        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-        cfg = SweepConfig(data=data, probes=probes, **d)
-        cfg.validate()
-    except (KeyError, TypeError, ValueError, AttributeError) as err:    # UserError included
+        return from_dict(SweepConfig, d)
+    except ConfigError as err:
         raise UserError(f"sweep.json is not a valid sweep config of this version ({err})"
                         ) from None
-    return cfg
 
 
 def paper_spaced_sizes(pool: int, smallest: int = 32, n_log: int = 5, n_linear: int = 3) -> tuple:
     """Training sizes spaced as the paper's fractions: log-spaced through the memorisation
     regime (``smallest`` to pool / 10), then linear up to the whole pool."""
-    require(pool > smallest, f"the training pool ({pool}) must exceed the smallest size")
+    if pool <= smallest:
+        raise UserError(f"the training pool ({pool}) must exceed the smallest size {smallest}")
     top_log = max(smallest + 1, pool // 10)
     logs = [round(math.exp(math.log(smallest) + i * (math.log(top_log) - math.log(smallest))
                            / (n_log - 1))) for i in range(n_log)] if n_log > 1 else [smallest]

@@ -3,7 +3,7 @@
 Layout of ``RUN_DIR/checkpoint/``:
     model.safetensors   raw weights
     ema.safetensors     EMA weights (used for evaluation and probing)
-    state.pt            optimiser state, step, global RNG state (dropout)
+    state.pt            optimiser state and step
     meta.json           {"step": ..., "complete": true}
 
 Protocol: everything is written into ``checkpoint.tmp/``; then the old ``checkpoint/`` (if any) is
@@ -38,7 +38,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 def save_checkpoint(run_dir: Path, step: int, model_state: dict, ema_state: dict,
-                    optimizer_state: dict, rng_state: torch.Tensor) -> Path:
+                    optimizer_state: dict) -> Path:
     """Write a complete checkpoint for ``step`` atomically; returns its directory."""
     run_dir = Path(run_dir)
     tmp, final, prev = (run_dir / n for n in ("checkpoint.tmp", "checkpoint", "checkpoint.prev"))
@@ -46,7 +46,7 @@ def save_checkpoint(run_dir: Path, step: int, model_state: dict, ema_state: dict
     tmp.mkdir(parents=True)
     save_file(_state_dict_tensors(model_state), str(tmp / "model.safetensors"))
     save_file(_state_dict_tensors(ema_state), str(tmp / "ema.safetensors"))
-    torch.save({"step": step, "optimizer": optimizer_state, "rng": rng_state}, tmp / "state.pt")
+    torch.save({"step": step, "optimizer": optimizer_state}, tmp / "state.pt")
     write_json(tmp / "meta.json", {"step": step, "complete": True})
     for f in tmp.iterdir():
         with open(f, "rb") as fh:
@@ -87,7 +87,7 @@ def load_weights(path: Path, which: str = "ema") -> dict[str, torch.Tensor]:
 
 
 def load_state(path: Path) -> dict:
-    """Optimiser state, step and RNG state of a checkpoint directory."""
+    """Optimiser state and step of a checkpoint directory."""
     file = Path(path) / "state.pt"
     try:
         return torch.load(file, map_location="cpu", weights_only=True)

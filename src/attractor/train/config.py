@@ -2,144 +2,117 @@
 
 A run is reproducible from its saved config alone: the data (corpus, tokenizer, split and the
 fixed permutation that defines nested fractions), the model shape, the optimiser and the seed.
+The optimiser defaults are a CPU-sized recipe; Duo's LM1B recipe for the paper's model sizes is
+the shipped config file ``duo-lm1b`` (``attractor train --config duo-lm1b``).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
 
-from attractor.data import DataConfig
-from attractor.errors import UserError, require
-from attractor.model.configs import MODEL_CONFIGS, ModelConfig, get_model_config
+from attractor.config import ConfigError, check, from_dict, setting
+from attractor.data.config import DataConfig
+from attractor.errors import UserError
+from attractor.io import read_json
+from attractor.model.configs import MODEL_CONFIGS, ModelConfig
 from attractor.schedule import SCHEDULES
 
-PAPER_CONFIGS = ("tiny", "small", "medium")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """AdamW with linear warm-up then a constant rate (Duo's LM1B recipe for the paper configs)."""
+    """AdamW with a linear warm-up, then a constant rate, and an EMA of the weights."""
 
-    lr: float = 3e-4
-    warmup: int = 2500
-    weight_decay: float = 0.0
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-    clip: float = 1.0
-    ema: float = 0.9999
+    lr: float = setting(1e-3, help="peak learning rate")
+    warmup: int = setting(100, help="linear warm-up steps")
+    weight_decay: float = setting(0.0, help="AdamW weight decay")
+    beta1: float = setting(0.9, help="AdamW beta1")
+    beta2: float = setting(0.999, help="AdamW beta2")
+    eps: float = setting(1e-8, help="AdamW epsilon")
+    clip: float = setting(1.0, help="gradient-norm clip")
+    ema: float = setting(0.999, help="EMA decay of the evaluation weights")
 
-    def validate(self) -> None:
-        require(self.lr > 0, f"learning rate must be positive, got {self.lr}")
-        require(self.warmup >= 0, f"warm-up steps must be >= 0, got {self.warmup}")
-        require(0.0 <= self.ema < 1.0, f"EMA decay must lie in [0, 1), got {self.ema}")
-        require(self.clip > 0, f"gradient clip must be positive, got {self.clip}")
-        require(self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}")
-        require(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1 and self.eps > 0,
-                "AdamW needs betas in [0, 1) and eps > 0")
-
-
-# Scaled-down defaults for the CPU configs: short runs need a faster warm-up and a shorter EMA.
-CPU_OPTIM = OptimConfig(lr=1e-3, warmup=100, ema=0.999)
+    def __post_init__(self) -> None:
+        check(self.lr > 0, "lr", f"must be positive; got {self.lr}")
+        check(self.warmup >= 0, "warmup", f"must be >= 0; got {self.warmup}")
+        check(self.weight_decay >= 0, "weight_decay", f"must be >= 0; got {self.weight_decay}")
+        for name in ("beta1", "beta2", "ema"):
+            value = getattr(self, name)
+            check(0.0 <= value < 1.0, name, f"must lie in [0, 1); got {value}")
+        check(self.eps > 0, "eps", f"must be positive; got {self.eps}")
+        check(self.clip > 0, "clip", f"must be positive; got {self.clip}")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    data: DataConfig = field(default_factory=DataConfig)
-    model_name: str = "nano"
-    model: ModelConfig = field(default_factory=lambda: MODEL_CONFIGS["nano"])
-    fraction: float | None = None       # exactly one of fraction / num_train
-    num_train: int | None = None
-    steps: int = 2000
-    batch_size: int = 32                 # global batch per optimiser step
-    grad_accum: int = 1
-    optim: OptimConfig = field(default_factory=lambda: CPU_OPTIM)
-    schedule: str = "loglinear"
-    sampling_eps: float = 1e-3           # training times t in [sampling_eps, 1]
-    loss_on_padding: bool = False        # Duo excludes pads from the loss; True trains them too
-    seed: int = 0                        # model initialisation, data order, noise
-    precision: str = "auto"              # auto | fp32 | bf16
-    compile: bool = False                # torch.compile the denoiser and the loss kernels
-    device: str = "auto"                 # auto | cpu | cuda | cuda:N
-    eval_every: int = 500
-    eval_sequences: int = 256
-    checkpoint_every: int = 250
-    log_every: int = 10
+    """One training run: data, model, optimiser, training size, steps, seed and hardware."""
 
-    def validate(self) -> None:
-        self.data.validate()
-        self.model.validate()
-        self.optim.validate()
-        require((self.fraction is None) != (self.num_train is None),
-                "give exactly one of --fraction or --num-train")
+    data: DataConfig = setting(help="corpus and sequences", factory=DataConfig)
+    model_name: str = setting("nano", help="model config: " + " | ".join(MODEL_CONFIGS),
+                              flag="model")
+    model: ModelConfig = setting(help="DiT shape", factory=lambda: MODEL_CONFIGS["nano"],
+                                 presets=MODEL_CONFIGS, named_by="model_name")
+    optim: OptimConfig = setting(help="optimiser", factory=OptimConfig)
+    fraction: float | None = setting(None, help="fraction of the training pool, in (0, 1] "
+                                     "(none with num_train unset: the whole pool)")
+    num_train: int | None = setting(None, help="number of training sequences (instead of "
+                                    "fraction)")
+    steps: int = setting(2000, help="optimiser steps")
+    batch_size: int = setting(32, help="global batch size")
+    grad_accum: int = setting(1, help="gradient accumulation micro-steps")
+    schedule: str = setting("loglinear", help="noise schedule: " + " | ".join(SCHEDULES))
+    sampling_eps: float = setting(1e-3, help="training times t are drawn in [sampling_eps, 1]")
+    loss_on_padding: bool = setting(False, help="train the pad positions too (Duo does not)")
+    seed: int = setting(0, help="seed of initialisation, data order, noise and dropout")
+    precision: str = setting("auto", help="auto | fp32 | bf16 (autocast; the loss in fp32)")
+    compile: bool = setting(False, help="torch.compile the denoiser and the loss kernels")
+    device: str = setting("auto", help="auto | cpu | cuda | cuda:N")
+    eval_every: int = setting(500, help="steps between validation NELBOs")
+    eval_sequences: int = setting(256, help="sequences per validation NELBO")
+    checkpoint_every: int = setting(250, help="steps between checkpoints")
+    log_every: int = setting(10, help="steps between metrics rows")
+
+    def __post_init__(self) -> None:
+        check(self.model_name in MODEL_CONFIGS, "model_name",
+              f"is {self.model_name!r}, not one of {', '.join(MODEL_CONFIGS)}")
+        check(self.fraction is None or self.num_train is None, "num_train",
+              "and fraction cannot both be set; give one of them")
         if self.fraction is not None:
-            require(0.0 < self.fraction <= 1.0,
-                    f"fraction must lie in (0, 1], got {self.fraction}")
+            check(0.0 < self.fraction <= 1.0, "fraction", f"must lie in (0, 1]; got "
+                  f"{self.fraction}")
         if self.num_train is not None:
-            require(self.num_train >= 1, f"--num-train must be at least 1, got {self.num_train}")
-        require(self.steps >= 1, f"steps must be at least 1, got {self.steps}")
-        require(self.batch_size >= 1 and self.grad_accum >= 1, "batch size and accumulation >= 1")
-        require(self.batch_size % self.grad_accum == 0,
-                f"batch size {self.batch_size} is not divisible by grad accumulation "
-                f"{self.grad_accum}")
-        require(self.schedule in SCHEDULES, f"unknown noise schedule {self.schedule!r}")
-        require(self.precision in ("auto", "fp32", "bf16"),
-                f"precision must be auto, fp32 or bf16, got {self.precision!r}")
-        require(0.0 < self.sampling_eps < 1.0, "sampling eps must lie in (0, 1)")
-        require(re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device) is not None,
-                f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-        require(self.seed >= 0, f"--seed must be >= 0, got {self.seed}")
-        for name in ("eval_every", "checkpoint_every", "log_every", "eval_sequences"):
-            require(getattr(self, name) >= 1, f"{name.replace('_', '-')} must be at least 1")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+            check(self.num_train >= 1, "num_train", f"must be at least 1; got {self.num_train}")
+        for name in ("steps", "batch_size", "grad_accum", "eval_every", "eval_sequences",
+                     "checkpoint_every", "log_every"):
+            check(getattr(self, name) >= 1, name, f"must be at least 1; got "
+                  f"{getattr(self, name)}")
+        check(self.batch_size % self.grad_accum == 0, "grad_accum",
+              f"({self.grad_accum}) must divide the batch size ({self.batch_size})")
+        check(self.schedule in SCHEDULES, "schedule",
+              f"is {self.schedule!r}, not one of {', '.join(SCHEDULES)}")
+        check(self.precision in PRECISIONS, "precision",
+              f"is {self.precision!r}, not one of {', '.join(PRECISIONS)}")
+        check(0.0 < self.sampling_eps < 1.0, "sampling_eps", "must lie in (0, 1)")
+        check(re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device) is not None, "device",
+              f"is {self.device!r}; use auto, cpu, cuda or cuda:N")
+        check(self.seed >= 0, "seed", f"must be >= 0; got {self.seed}")
 
 
-def default_optim(model_name: str) -> OptimConfig:
-    """Duo's LM1B recipe for the paper's configs, the scaled-down one for CPU configs."""
-    return OptimConfig() if model_name in PAPER_CONFIGS else CPU_OPTIM
-
-
-def _build(cls, values: dict[str, Any], where: str):
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise UserError(f"unknown {where} setting(s): {', '.join(unknown)}")
-    return cls(**values)
-
-
-def config_from_dict(d: dict[str, Any]) -> TrainConfig:
-    """Inverse of ``TrainConfig.to_dict`` (unknown keys are errors)."""
-    d = dict(d)
-    data = _build(DataConfig, d.pop("data", {}), "data")
-    model = _build(ModelConfig, d.pop("model", {}), "model")
-    optim = _build(OptimConfig, d.pop("optim", {}), "optim")
-    cfg = _build(TrainConfig, d, "train")
-    return replace(cfg, data=data, model=model, optim=optim)
-
-
-def make_config(model_name: str = "nano", model_overrides: dict | None = None,
-                optim_overrides: dict | None = None, data: DataConfig | None = None,
-                **train_fields) -> TrainConfig:
-    """A validated TrainConfig from a model name and overrides (what the CLI calls)."""
-    model = get_model_config(model_name, **(model_overrides or {}))
-    optim = replace(default_optim(model_name), **(optim_overrides or {}))
-    cfg = TrainConfig(data=data or DataConfig(), model_name=model_name, model=model, optim=optim,
-                      **train_fields)
-    cfg.validate()
-    return cfg
-
-
-def config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two config dicts."""
-    out = []
-    for key in sorted(set(a) | set(b)):
-        va, vb = a.get(key), b.get(key)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            out += config_differences(va, vb, f"{prefix}{key}.")
-        elif va != vb:
-            out.append(f"{prefix}{key}: {vb!r} -> {va!r}")
-    return out
+def read_run_config(run_dir: str | Path) -> tuple[TrainConfig, dict]:
+    """The training config saved in ``run_dir/config.json`` and the file's other entries."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise UserError(f"{run_dir} is not a run directory (no config.json)")
+    saved = read_json(path)
+    if not isinstance(saved, dict) or not isinstance(saved.get("train"), dict):
+        raise UserError(f"{run_dir} is not a run directory ({path} holds no training config)")
+    try:
+        cfg = from_dict(TrainConfig, saved["train"])
+    except ConfigError as err:
+        raise UserError(f"{path} holds a damaged training config ({err})") from None
+    if not isinstance(saved.get("vocab_size"), int):
+        raise UserError(f"{path} is damaged: it records no vocabulary size")
+    return cfg, saved

@@ -65,11 +65,12 @@ def loss_terms(model, x0: torch.Tensor, zt: torch.Tensor, t: torch.Tensor, sched
     return nelbo_per_token(log_probs, x0, zt, alpha, dalpha)
 
 
-def diffusion_loss_terms(model, x0: torch.Tensor, t: torch.Tensor, schedule, vocab_size: int,
+def diffusion_loss_terms(model, x0: torch.Tensor, t: torch.Tensor, schedule,
                          generator: torch.Generator, amp_dtype=None,
                          fused: bool = True, compiled: bool = False) -> torch.Tensor:
-    """Corrupt ``x0`` at times t with eq. (1), then :func:`loss_terms`. (B, L) float32."""
-    zt = q_xt(x0, schedule.alpha(t), vocab_size, generator)
+    """Corrupt ``x0`` at times t with eq. (1) over the model's K ids, then :func:`loss_terms`.
+    (B, L) float32."""
+    zt = q_xt(x0, schedule.alpha(t), model.vocab_size, generator)
     return loss_terms(model, x0, zt, t, schedule, amp_dtype, fused, compiled)
 
 
@@ -92,7 +93,7 @@ def evaluate_nelbo(model, sequences: torch.Tensor, mask: torch.Tensor, seed: int
         x0 = sequences[start: start + batch_size].to(device)
         m = mask[start: start + batch_size].to(device)
         t = stratified_times(len(x0), gen, eps, device=device)
-        per_token = diffusion_loss_terms(model, x0, t, schedule, model.vocab_size, gen, amp_dtype)
+        per_token = diffusion_loss_terms(model, x0, t, schedule, gen, amp_dtype)
         total += float((per_token * m).sum())
         count += float(m.sum())
     model.train(was_training)

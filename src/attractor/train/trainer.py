@@ -23,7 +23,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+import attractor
+from attractor.config import differences, to_dict
 from attractor.data import Dataset, build_dataset
+from attractor.device import resolve_device, resolve_precision
 from attractor.errors import UserError
 from attractor.forward import q_xt
 from attractor.io import append_jsonl, make_dir, read_json, read_jsonl, write_json, write_jsonl
@@ -31,7 +34,7 @@ from attractor.loss import stratified_times
 from attractor.model import DiT, count_parameters
 from attractor.schedule import get_schedule
 from attractor.train import checkpoint as ckpt
-from attractor.train.config import TrainConfig, config_differences, config_from_dict
+from attractor.train.config import TrainConfig, read_run_config
 from attractor.train.loop import (
     batch_indices,
     derive_seed,
@@ -54,29 +57,34 @@ class Distributed:
         return self.rank == 0
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device {name!r} asked for, but CUDA is not available here")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+@dataclass(frozen=True)
+class TrainJob:
+    """What stays fixed while a run trains."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    data: Dataset
+    x_train: torch.Tensor              # (n, L) int64 training sequences
+    m_train: torch.Tensor              # (n, L) bool positions in the loss
+    device: torch.device
+    dist: Distributed
+    amp: torch.dtype | None            # autocast dtype of the forward pass, None for fp32
+
+    @property
+    def per_rank(self) -> int:
+        """Rows of each micro-batch that one process computes."""
+        return self.cfg.batch_size // self.cfg.grad_accum // self.dist.world
 
 
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast dtype, or None for fp32. ``auto`` picks bf16 where the hardware has it."""
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    try:
-        return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
-    except (AttributeError, RuntimeError):
-        return None
+@dataclass
+class TrainState:
+    """What changes from step to step."""
+
+    model: DiT                         # the plain module (checkpoints use its names)
+    net: torch.nn.Module               # what runs the forward pass: model, DDP or compiled
+    optimizer: torch.optim.Optimizer
+    ema: dict[str, torch.Tensor]
+    step: int = 0
 
 
 def _setup_distributed(device: torch.device) -> tuple[Distributed, torch.device]:
@@ -96,12 +104,9 @@ def _setup_distributed(device: torch.device) -> tuple[Distributed, torch.device]
 
 def prepare_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool) -> None:
     """Refuse to overwrite a run; on resume, refuse a config that differs from the saved one."""
-    saved = run_dir / "config.json"
     if resume:
-        if not saved.is_file():
-            raise UserError(f"cannot resume: {run_dir} has no config.json (not a run directory)")
-        old = load_config(run_dir).to_dict()
-        diff = config_differences(cfg.to_dict(), old)
+        saved, _ = read_run_config(run_dir)
+        diff = differences(cfg, saved)
         if diff:
             raise UserError(f"--resume with a config that differs from the saved one: "
                             f"{'; '.join(diff[:4])}")
@@ -112,24 +117,8 @@ def prepare_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool) -> None:
                         f"that run or choose another --out")
 
 
-def load_config(run_dir: Path) -> TrainConfig:
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise UserError(f"{run_dir} is not a run directory (no config.json)")
-    saved = read_json(path)
-    if not isinstance(saved, dict) or not isinstance(saved.get("train"), dict):
-        raise UserError(f"{run_dir} is not a run directory ({path} holds no training config)")
-    try:
-        cfg = config_from_dict(saved["train"])
-        cfg.validate()
-    except (TypeError, ValueError, KeyError, AttributeError) as err:    # UserError included
-        raise UserError(f"{path} holds a damaged training config ({err})") from None
-    if not isinstance(saved.get("vocab_size"), int):
-        raise UserError(f"{path} is damaged: it records no vocabulary size")
-    return cfg
-
-
-def _write_fresh_run(run_dir: Path, cfg: TrainConfig, data: Dataset, train_ids) -> None:
+def _write_fresh_run(job: TrainJob, train_ids: torch.Tensor) -> None:
+    run_dir, data, cfg = job.run_dir, job.data, job.cfg
     make_dir(run_dir)
     try:
         data.tokenizer.save(str(run_dir / "tokenizer.json"))
@@ -137,56 +126,10 @@ def _write_fresh_run(run_dir: Path, cfg: TrainConfig, data: Dataset, train_ids) 
         raise UserError(f"cannot write {run_dir / 'tokenizer.json'}: {err}") from None
     write_json(run_dir / "membership.json", data.membership(train_ids))
     write_json(run_dir / "config.json", {
-        "train": cfg.to_dict(), "vocab_size": data.vocab_size, "pad_id": data.pad_id,
+        "train": to_dict(cfg), "vocab_size": data.vocab_size, "pad_id": data.pad_id,
         "num_train": len(train_ids), "parameters": count_parameters(cfg.model, data.vocab_size),
-        "attractor_version": __import__("attractor").__version__,
+        "attractor_version": attractor.__version__,
     })
-
-
-def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True,
-          data: Dataset | None = None, cache_dir: str | Path | None = None) -> dict:
-    """Train (or resume) the run in ``run_dir``; returns the summary dict."""
-    cfg.validate()
-    run_dir = Path(run_dir)
-    device = resolve_device(cfg.device)
-    dist_info, device = _setup_distributed(device)
-    if dist_info.main:
-        prepare_run_dir(run_dir, cfg, resume)
-    data = data or build_dataset(cfg.data, cache_dir=cache_dir)
-    train_ids = data.train_ids(fraction=cfg.fraction, num_train=cfg.num_train)
-    x_train, m_train = data.sequences[train_ids], loss_mask(data, cfg)[train_ids]
-
-    torch.manual_seed(derive_seed(cfg.seed, "init"))    # model initialisation (same for all runs)
-    model = DiT(cfg.model, data.vocab_size).to(device)
-    # fused: one kernel over all parameters (CPU and CUDA), ~7x faster than the multi-tensor
-    # implementation on the 50258 x d embedding and head here (benchmarks/train_profile.py)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
-                                  betas=(cfg.optim.beta1, cfg.optim.beta2), eps=cfg.optim.eps,
-                                  fused=device.type in ("cpu", "cuda"))
-    ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    # Written once everything above has worked, so a failed start leaves no half-made run.
-    if dist_info.main and not (run_dir / "config.json").is_file():
-        _write_fresh_run(run_dir, cfg, data, train_ids)
-    start = 0
-    found = ckpt.find_checkpoint(run_dir) if resume else None
-    if found is not None:
-        model.load_state_dict(ckpt.load_weights(found, "model"))
-        ema = {k: v.to(device) for k, v in ckpt.load_weights(found, "ema").items()}
-        state = ckpt.load_state(found)
-        optimizer.load_state_dict(state["optimizer"])
-        start = int(state["step"])
-    if start >= cfg.steps and (run_dir / "summary.json").is_file():
-        return read_json(run_dir / "summary.json")      # finished: nothing to redo or rewrite
-    if resume and dist_info.main:       # rows logged after the checkpoint (or before the first
-        _truncate_metrics(run_dir / "metrics.jsonl", start)     # one) are about to be redone
-
-    net = model
-    if dist_info.world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model)
-    if cfg.compile:                 # checkpoints keep the plain module's parameter names
-        net = torch.compile(net)
-    return _run_loop(cfg, run_dir, net, model, optimizer, ema, start, data, x_train, m_train,
-                     device, dist_info, progress)
 
 
 def loss_mask(data: Dataset, cfg: TrainConfig) -> torch.Tensor:
@@ -195,6 +138,60 @@ def loss_mask(data: Dataset, cfg: TrainConfig) -> torch.Tensor:
     if cfg.loss_on_padding:
         return torch.ones_like(data.loss_mask)
     return data.loss_mask
+
+
+def _initial_state(job: TrainJob) -> TrainState:
+    cfg = job.cfg
+    torch.manual_seed(derive_seed(cfg.seed, "init"))    # model initialisation (same for all runs)
+    model = DiT(cfg.model, job.data.vocab_size).to(job.device)
+    # fused: one kernel over all parameters (CPU and CUDA), ~7x faster than the multi-tensor
+    # implementation on the 50258 x d embedding and head here (benchmarks/train_profile.py)
+    o = cfg.optim
+    optimizer = torch.optim.AdamW(model.parameters(), lr=o.lr, weight_decay=o.weight_decay,
+                                  betas=(o.beta1, o.beta2), eps=o.eps,
+                                  fused=job.device.type in ("cpu", "cuda"))
+    ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return TrainState(model, model, optimizer, ema)
+
+
+def _restore(state: TrainState, found: Path, device: torch.device) -> None:
+    state.model.load_state_dict(ckpt.load_weights(found, "model"))
+    state.ema = {k: v.to(device) for k, v in ckpt.load_weights(found, "ema").items()}
+    saved = ckpt.load_state(found)
+    state.optimizer.load_state_dict(saved["optimizer"])
+    state.step = int(saved["step"])
+
+
+def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True,
+          data: Dataset | None = None, cache_dir: str | Path | None = None) -> dict:
+    """Train (or resume) the run in ``run_dir``; returns the summary dict."""
+    run_dir = Path(run_dir)
+    dist, device = _setup_distributed(resolve_device(cfg.device))
+    if dist.main:
+        prepare_run_dir(run_dir, cfg, resume)
+    data = data or build_dataset(cfg.data, cache_dir=cache_dir)
+    train_ids = data.train_ids(fraction=cfg.fraction, num_train=cfg.num_train)
+    job = TrainJob(cfg, run_dir, data, data.sequences[train_ids], loss_mask(data, cfg)[train_ids],
+                   device, dist, resolve_precision(cfg.precision, device))
+    if (cfg.batch_size // cfg.grad_accum) % dist.world or job.per_rank == 0:
+        raise UserError(f"batch size {cfg.batch_size} / accumulation {cfg.grad_accum} does not "
+                        f"split over {dist.world} processes")
+    state = _initial_state(job)
+    # Written once everything above has worked, so a failed start leaves no half-made run.
+    if dist.main and not (run_dir / "config.json").is_file():
+        _write_fresh_run(job, train_ids)
+    found = ckpt.find_checkpoint(run_dir) if resume else None
+    if found is not None:
+        _restore(state, found, device)
+    if state.step >= cfg.steps and (run_dir / "summary.json").is_file():
+        return read_json(run_dir / "summary.json")      # finished: nothing to redo or rewrite
+    if resume and dist.main:       # rows logged after the checkpoint (or before the first
+        _truncate_metrics(run_dir / "metrics.jsonl", state.step)    # one) are about to be redone
+    if dist.world > 1:
+        state.net = torch.nn.parallel.DistributedDataParallel(state.model)
+    if cfg.compile:                 # checkpoints keep the plain module's parameter names
+        state.net = torch.compile(state.net)
+    return _run_loop(job, state, progress)
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
@@ -206,103 +203,100 @@ def _truncate_metrics(path: Path, step: int) -> None:
         write_jsonl(path, [r for r in read_jsonl(path) if 0 < step and r.get("step", 0) <= step])
 
 
-def _run_loop(cfg, run_dir, net, model, optimizer, ema, start, data, x_train, m_train, device,
-              dist_info, progress) -> dict:
+def _train_step(job: TrainJob, state: TrainState, step: int) -> tuple[float, float]:
+    """One optimiser step on the global batch of ``step``; returns (loss, gradient norm)."""
+    cfg, dist = job.cfg, job.dist
+    for g in state.optimizer.param_groups:
+        g["lr"] = learning_rate(step, cfg.optim.lr, cfg.optim.warmup)
+    idx = batch_indices(len(job.x_train), cfg.batch_size, step, cfg.seed)
+    times = stratified_times(cfg.batch_size, step_generator(cfg.seed, step, "t"), cfg.sampling_eps)
+    x_all, m_all = job.x_train[idx], job.m_train[idx]
+    denom = m_all.sum().clamp_min(1).float().to(job.device)
     schedule = get_schedule(cfg.schedule)
-    amp = resolve_precision(cfg.precision, device)
-    micro = cfg.batch_size // cfg.grad_accum
-    per_rank = micro // dist_info.world if micro % dist_info.world == 0 else None
-    if per_rank is None or per_rank == 0:
-        raise UserError(f"batch size {cfg.batch_size} / accumulation {cfg.grad_accum} does not "
-                        f"split over {dist_info.world} processes")
-    bar = tqdm(total=cfg.steps, initial=start, disable=not (progress and dist_info.main),
-               desc=f"train {run_dir.name}", unit="step", dynamic_ncols=True)
-    tokens_per_step = cfg.batch_size * x_train.shape[1]
-    t0, last_log, window_loss = time.perf_counter(), time.perf_counter(), []
-    net.train()
-    for step in range(start, cfg.steps):
-        for g in optimizer.param_groups:
-            g["lr"] = learning_rate(step, cfg.optim.lr, cfg.optim.warmup)
-        idx = batch_indices(len(x_train), cfg.batch_size, step, cfg.seed)
-        times = stratified_times(cfg.batch_size, step_generator(cfg.seed, step, "t"),
-                                 cfg.sampling_eps)
-        x_all, m_all = x_train[idx], m_train[idx]
-        denom = m_all.sum().clamp_min(1).float()
-        # The corruption of the whole global batch is drawn at once, on every rank, so that
-        # accumulation and data parallelism see exactly the z_t of one big batch.
-        z_all = q_xt(x_all, schedule.alpha(times), model.vocab_size,
-                     step_generator(cfg.seed, step, "noise"))
-        torch.manual_seed(derive_seed(cfg.seed, step, "dropout", dist_info.rank))
-        optimizer.zero_grad(set_to_none=True)
-        step_loss = 0.0
-        for a in range(cfg.grad_accum):
-            lo = a * micro + dist_info.rank * per_rank
-            sl = slice(lo, lo + per_rank)
-            x0, zt, m = x_all[sl].to(device), z_all[sl].to(device), m_all[sl].to(device)
-            per_token = loss_terms(net, x0, zt, times[sl].to(device), schedule, amp,
-                                   compiled=cfg.compile)
-            loss = (per_token * m).sum() / denom.to(device) * dist_info.world
-            loss.backward()
-            step_loss += float(loss.detach()) / dist_info.world
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip))
-        optimizer.step()
-        ema_update(ema, dict(model.state_dict()), ema_decay(step, cfg.optim.ema))
-        done = step + 1
-        window_loss.append(step_loss)
+    # The corruption of the whole global batch is drawn at once, on every rank, so that
+    # accumulation and data parallelism see exactly the z_t of one big batch.
+    z_all = q_xt(x_all, schedule.alpha(times), state.model.vocab_size,
+                 step_generator(cfg.seed, step, "noise"))
+    torch.manual_seed(derive_seed(cfg.seed, step, "dropout", dist.rank))
+    state.optimizer.zero_grad(set_to_none=True)
+    micro, step_loss = cfg.batch_size // cfg.grad_accum, 0.0
+    for a in range(cfg.grad_accum):
+        sl = slice(a * micro + dist.rank * job.per_rank, a * micro + (dist.rank + 1) * job.per_rank)
+        x0, zt, m = (v[sl].to(job.device) for v in (x_all, z_all, m_all))
+        per_token = loss_terms(state.net, x0, zt, times[sl].to(job.device), schedule, job.amp,
+                               compiled=cfg.compile)
+        loss = (per_token * m).sum() / denom * dist.world
+        loss.backward()
+        step_loss += float(loss.detach()) / dist.world
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.optim.clip))
+    state.optimizer.step()
+    ema_update(state.ema, dict(state.model.state_dict()), ema_decay(step, cfg.optim.ema))
+    return step_loss, grad_norm
+
+
+def _run_loop(job: TrainJob, state: TrainState, progress: bool) -> dict:
+    cfg, main = job.cfg, job.dist.main
+    bar = tqdm(total=cfg.steps, initial=state.step, disable=not (progress and main),
+               desc=f"train {job.run_dir.name}", unit="step", dynamic_ncols=True)
+    tokens_per_step = cfg.batch_size * job.x_train.shape[1]
+    start_step, t0 = state.step, time.perf_counter()
+    last_log, window = t0, []
+    state.net.train()
+    while state.step < cfg.steps:
+        loss, grad_norm = _train_step(job, state, state.step)
+        state.step += 1
+        done, last = state.step, state.step == cfg.steps
+        window.append(loss)
         bar.update(1)
-        if dist_info.main and (done % cfg.log_every == 0 or done == cfg.steps):
+        if main and (done % cfg.log_every == 0 or last):
             now = time.perf_counter()
-            tps = tokens_per_step * len(window_loss) / max(now - last_log, 1e-9)
-            row = {"step": done, "loss": sum(window_loss) / len(window_loss),
-                   "lr": optimizer.param_groups[0]["lr"], "grad_norm": grad_norm,
-                   "tokens_per_s": tps}
-            append_jsonl(run_dir / "metrics.jsonl", row)
-            bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{tps:.0f}")
-            last_log, window_loss = now, []
-        if dist_info.main and (done % cfg.eval_every == 0 or done == cfg.steps):
-            _log_eval(cfg, run_dir, model, ema, data, x_train, m_train, done, amp)
-        if dist_info.main and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
-            ckpt.save_checkpoint(run_dir, done, model.state_dict(), ema, optimizer.state_dict(),
-                                 torch.get_rng_state())
+            row = {"step": done, "loss": sum(window) / len(window),
+                   "lr": state.optimizer.param_groups[0]["lr"], "grad_norm": grad_norm,
+                   "tokens_per_s": tokens_per_step * len(window) / max(now - last_log, 1e-9)}
+            append_jsonl(job.run_dir / "metrics.jsonl", row)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_s']:.0f}")
+            last_log, window = now, []
+        if main and (done % cfg.eval_every == 0 or last):
+            _log_eval(job, state)
+        if main and (done % cfg.checkpoint_every == 0 or last):
+            ckpt.save_checkpoint(job.run_dir, done, state.model.state_dict(), state.ema,
+                                 state.optimizer.state_dict())
     bar.close()
-    if not dist_info.main:
+    if not main:
         return {}
-    return _write_summary(cfg, run_dir, time.perf_counter() - t0, start, tokens_per_step)
+    wall = time.perf_counter() - t0
+    return _write_summary(job, wall, tokens_per_step * (cfg.steps - start_step) / max(wall, 1e-9))
 
 
-def _ema_model(model, ema):
-    """A copy of ``model`` carrying the EMA weights."""
-    clone = DiT(model.cfg, model.vocab_size).to(next(model.parameters()).device)
-    clone.load_state_dict(ema)
-    return clone
-
-
-def _log_eval(cfg, run_dir, model, ema, data, x_train, m_train, step, amp) -> None:
-    ema_model = _ema_model(model, ema)
-    n = cfg.eval_sequences
-    test = data.test_ids[:n]
-    row = {"step": step, "split": "eval",
-           "train_nelbo": evaluate_nelbo(ema_model, x_train[:n], m_train[:n], cfg.seed,
-                                         schedule=get_schedule(cfg.schedule), amp_dtype=amp),
-           "test_nelbo": evaluate_nelbo(ema_model, data.sequences[test], loss_mask(data, cfg)[test],
-                                        cfg.seed, schedule=get_schedule(cfg.schedule),
-                                        amp_dtype=amp)}
+def _log_eval(job: TrainJob, state: TrainState) -> None:
+    cfg, data = job.cfg, job.data
+    ema_model = DiT(cfg.model, data.vocab_size).to(job.device)
+    ema_model.load_state_dict(state.ema)
+    n, test = cfg.eval_sequences, data.test_ids[:cfg.eval_sequences]
+    schedule = get_schedule(cfg.schedule)
+    row = {"step": state.step, "split": "eval",
+           "train_nelbo": evaluate_nelbo(ema_model, job.x_train[:n], job.m_train[:n], cfg.seed,
+                                         schedule=schedule, amp_dtype=job.amp),
+           "test_nelbo": evaluate_nelbo(ema_model, data.sequences[test],
+                                        loss_mask(data, cfg)[test], cfg.seed, schedule=schedule,
+                                        amp_dtype=job.amp)}
     row["test_ppl_bound"] = float(torch.tensor(row["test_nelbo"]).exp())
-    append_jsonl(run_dir / "metrics.jsonl", row)
+    append_jsonl(job.run_dir / "metrics.jsonl", row)
 
 
-def _write_summary(cfg, run_dir, wall, start, tokens_per_step) -> dict:
-    rows = read_jsonl(run_dir / "metrics.jsonl")
+def _write_summary(job: TrainJob, wall: float, tokens_per_s: float) -> dict:
+    rows = read_jsonl(job.run_dir / "metrics.jsonl")
     evals = [r for r in rows if r.get("split") == "eval"]
     train_rows = [r for r in rows if "loss" in r]
+    last = evals[-1] if evals else {}
     summary = {
-        "steps": cfg.steps,
+        "steps": job.cfg.steps,
         "final_train_loss": train_rows[-1]["loss"] if train_rows else None,
-        "train_nelbo": evals[-1]["train_nelbo"] if evals else None,
-        "test_nelbo": evals[-1]["test_nelbo"] if evals else None,
-        "test_ppl_bound": evals[-1]["test_ppl_bound"] if evals else None,
+        "train_nelbo": last.get("train_nelbo"),
+        "test_nelbo": last.get("test_nelbo"),
+        "test_ppl_bound": last.get("test_ppl_bound"),
         "wall_s_this_session": wall,
-        "tokens_per_s_this_session": tokens_per_step * (cfg.steps - start) / max(wall, 1e-9),
+        "tokens_per_s_this_session": tokens_per_s,
     }
-    write_json(run_dir / "summary.json", summary)
+    write_json(job.run_dir / "summary.json", summary)
     return summary

@@ -1,4 +1,6 @@
-"""Binary associative memories: pseudo-likelihood couplings vs classical rules (§3.1).
+"""Binary associative memories: pseudo-likelihood couplings vs classical rules.
+
+Section 3.1 of arXiv 2604.26841; docs/am.md.
 
 Neurons s in {-1, +1}^N, couplings J (N, N) with a zero diagonal, zero-temperature retrieval
 s_i <- sign(sum_j J_ij s_j) (eq. 6). Models follow scikit-learn conventions::
@@ -6,6 +8,8 @@ s_i <- sign(sum_j J_ij s_j) (eq. 6). Models follow scikit-learn conventions::
     memory = PseudoLikelihoodMemory(beta=0.1).fit(patterns)      # patterns: (P, N) of +-1
     result = synchronous(memory.couplings_, noisy_states)
     m = overlap(result.states, patterns)
+
+``PseudoLikelihoodMemory(PLConfig(beta=0.1))`` is the same memory built from its config.
 
 The heavier modules (the sweeps, figures and reports) are imported from their own modules.
 """
@@ -40,6 +44,7 @@ from attractor.memories.binary.measures import (
 )
 from attractor.memories.binary.patterns import as_states, flip_bits, overlap, random_states
 from attractor.memories.binary.pseudolikelihood import (
+    PLConfig,
     PseudoLikelihoodMemory,
     pseudo_likelihood_gradient,
     pseudo_likelihood_loss,
@@ -50,6 +55,7 @@ __all__ = [
     "DynamicsResult",
     "FeatureData",
     "HebbianMemory",
+    "PLConfig",
     "PseudoInverseMemory",
     "PseudoLikelihoodMemory",
     "as_states",

@@ -4,19 +4,19 @@ For each alpha and seed: P = round(alpha N) random +-1 patterns, one memory per 
 each memory the basin curve of the stored patterns, the margins of eq. (7) against Gardner's
 kappa_max(alpha), the norm and asymmetry of J. Writes into OUT: config.json, rows.csv (one row
 per alpha and seed), summary.csv (means and standard deviations over seeds), curves.json (mean
-basin curves), the figures, results.json (kind ``am-capacity``) and report.html.
+basin curves), the figures and results.json (kind ``am-capacity``).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from attractor.errors import require
+from attractor.config import check, setting
 from attractor.io import write_csv, write_json
 from attractor.memories.binary.couplings import HebbianMemory, PseudoInverseMemory
 from attractor.memories.binary.measures import (
@@ -26,46 +26,50 @@ from attractor.memories.binary.measures import (
     margins,
 )
 from attractor.memories.binary.patterns import random_states
+from attractor.memories.binary.pseudolikelihood import PLConfig, PseudoLikelihoodMemory
 from attractor.memories.binary.sweep import (
+    DEFAULT_N,
     RetrievalConfig,
-    TrainingConfig,
     aggregate,
+    check_load,
     load_grid,
     map_points,
     point_rng,
     start_sweep,
-    validate_load,
     write_results,
 )
 
 KIND = "am-capacity"
 MODELS = ("pl", "hebb", "pinv")
-MODEL_NAMES = {"pl": "pseudo-likelihood", "hebb": "Hebbian", "pinv": "pseudo-inverse"}
 
 
 @dataclass(frozen=True)
 class CapacityConfig:
-    n: int = 400
-    alphas: tuple[float, ...] = (0.05, 0.1, 0.12, 0.14, 0.2, 0.3, 0.5, 0.75, 1.0)
-    models: tuple[str, ...] = MODELS
-    seed: int = 0
-    n_seeds: int = 3
-    training: TrainingConfig = field(default_factory=TrainingConfig)
-    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    """Random +-1 patterns at each load alpha = P/N, stored by each of ``models``."""
 
-    def validate(self) -> None:
-        validate_load(self.n, self.alphas, self.n_seeds, self.seed)
-        self.retrieval.validate(self.n)
-        require(len(self.models) >= 1, "give at least one model")
-        require(len(set(self.models)) == len(self.models), f"models are repeated: {list(self.models)}")
+    n: int = setting(DEFAULT_N, help="neurons N")
+    alphas: tuple[float, ...] = setting((0.05, 0.1, 0.12, 0.14, 0.2, 0.3, 0.5, 0.75, 1.0),
+                                        help="loads alpha = P/N")
+    models: tuple[str, ...] = setting(MODELS, help="coupling rules: pl (pseudo-likelihood), "
+                                      "hebb (Hebbian), pinv (pseudo-inverse)")
+    seed: int = setting(0, help="first seed")
+    n_seeds: int = setting(3, help="seeds per load", flag="seeds")
+    training: PLConfig = setting(help="pseudo-likelihood training", factory=PLConfig)
+    retrieval: RetrievalConfig = setting(help="retrieval and basins", factory=RetrievalConfig)
+
+    def __post_init__(self) -> None:
+        check_load(self.n, self)
+        check(len(self.models) >= 1, "models", "needs at least one model")
+        check(len(set(self.models)) == len(self.models), "models",
+              f"are repeated: {list(self.models)}")
         for model in self.models:
-            require(model in MODELS, f"unknown model {model!r}; choose from {', '.join(MODELS)}")
-        self.training.build().check_params()
+            check(model in MODELS, "models",
+                  f"has unknown model {model!r}; choose from {', '.join(MODELS)}")
 
 
-def _build(model: str, training: TrainingConfig):
+def _build(model: str, training: PLConfig):
     if model == "pl":
-        return training.build()
+        return PseudoLikelihoodMemory(training)
     return HebbianMemory() if model == "hebb" else PseudoInverseMemory()
 
 
@@ -126,9 +130,10 @@ def run_capacity(
     config: CapacityConfig, out: str | Path, overwrite: bool = False, workers: int = 1,
     progress: bool = True,
 ) -> Path:
-    """Run the sweep into ``out`` (over ``workers`` processes) and render its report.
+    """Run the sweep into ``out`` (over ``workers`` processes): tables, figures, results.json.
 
-    Returns the path of results.json. The numbers do not depend on ``workers``.
+    Returns the path of results.json (the report is rendered from the directory by
+    :func:`attractor.report.registry.render_directory`). The numbers do not depend on ``workers``.
     """
     out, started = start_sweep(KIND, config, out, overwrite, workers)
     grid = load_grid(config.seed, config.n_seeds, config.alphas)
@@ -143,8 +148,4 @@ def run_capacity(
     from attractor.memories.binary.figures import capacity_figures
 
     figures = capacity_figures(summary, config.models, out)
-    path = write_results(out, KIND, config, summary, figures, started, workers)
-    from attractor.memories.binary.report import render_capacity_report
-
-    render_capacity_report(out)
-    return path
+    return write_results(out, KIND, config, summary, figures, started, workers)

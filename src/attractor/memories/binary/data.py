@@ -11,6 +11,7 @@ xi = sign(sum_k c_k f_k).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -18,8 +19,6 @@ import numpy as np
 
 from attractor.errors import UserError, require
 from attractor.memories.binary.patterns import STATE_DTYPE, random_states
-
-RF_KINDS = ("sparse", "dense")
 
 
 @dataclass(frozen=True)
@@ -149,7 +148,9 @@ def _distinct_digits(threshold: float) -> np.ndarray:
     return images[np.sort(first)]
 
 
+@functools.lru_cache(maxsize=4)
 def distinct_digit_count(threshold: float = 8.0) -> int:
+    """How many distinct binarised digits there are (cached: every digits config checks it)."""
     return _distinct_digits(threshold).shape[0]
 
 

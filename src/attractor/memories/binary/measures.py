@@ -8,7 +8,7 @@
   kappa_max(alpha), the largest kappa for which couplings with all margins >= kappa exist:
   alpha_c(kappa)^-1 = int_{-kappa}^inf Dt (t + kappa)^2 = (1 + kappa^2) Phi(kappa) + kappa phi(kappa).
 * Conditional entropy: per-site H(p(s_i | s_-i)) of eq. (9) at a point, in bits (the binary
-  analogue of the paper's eq. 13): near 0 where the memory is confident, 1 where it is not.
+  analogue of eq. 13 of arXiv 2604.26841): near 0 where the memory is confident, 1 where it is not.
 """
 
 from __future__ import annotations
@@ -65,17 +65,6 @@ class BasinCurve:
     stable: bool
     cycles: float
     unsettled: float
-
-    def to_dict(self) -> dict:
-        return {
-            "fractions": self.fractions.tolist(),
-            "success": self.success.tolist(),
-            "mean_overlap": self.mean_overlap.tolist(),
-            "radius": self.radius,
-            "stable": self.stable,
-            "cycles": self.cycles,
-            "unsettled": self.unsettled,
-        }
 
 
 def basin_curve(

@@ -1,7 +1,7 @@
 """Binary states s in {-1, +1}^N: validation, overlaps and bit flips.
 
-Notation (§3.1 of the paper): N neurons, P stored patterns xi^mu (rows of ``patterns``), load
-alpha = P / N. States are float32 arrays of +-1 so that fields h = s J^T are single matmuls.
+Notation (§3.1 of arXiv 2604.26841): N neurons, P stored patterns xi^mu (rows of ``patterns``),
+load alpha = P / N. States are float32 arrays of +-1 so that fields h = s J^T are single matmuls.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The pseudo-likelihood associative memory (§3.1 of the paper, D'Amico et al. 2026).
+"""The pseudo-likelihood associative memory (§3.1 of arXiv 2604.26841; docs/am.md).
 
 Notation: couplings J (N, N), non-symmetric, J_ii = 0; fields h^mu_i = sum_j J_ij xi^mu_j;
 inverse temperature beta. The conditional of eq. (9) is p(s_i | s_-i) = sigma(2 beta s_i h_i),
@@ -16,9 +16,11 @@ J decouple: each neuron is a logistic regression of its bit on the others.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import numpy as np
 
-from attractor.errors import require
+from attractor.config import check, setting
 from attractor.memories.binary.couplings import hebbian_couplings
 from attractor.memories.binary.patterns import STATE_DTYPE, as_states
 
@@ -57,64 +59,69 @@ def pseudo_likelihood_gradient(
     return _gradient_from_fields(patterns @ couplings.T, patterns, beta)
 
 
+INITS = ("hebb", "zeros")
+
+
+@dataclass(frozen=True)
+class PLConfig:
+    """Pseudo-likelihood training: Hebbian start, plain full-batch descent, small beta, clipping.
+
+    With plain gradient descent the trajectory of beta*J depends only on beta*learning_rate and
+    beta*J_init, so beta mostly sets how strongly the Hebbian start is felt (small beta: a weak
+    prior, margins driven by the data).
+    """
+
+    beta: float = setting(0.1, help="PL inverse temperature beta of p(s_i | s_-i), eq. (9)")
+    learning_rate: float = setting(100.0, help="PL learning rate of full-batch gradient descent",
+                                   flag="lr")
+    n_epochs: int = setting(400, help="PL full-batch epochs (0: the starting couplings)",
+                            flag="epochs")
+    clip_norm: float = setting(20.0, help="PL gradient-norm clip: each step's gradient is "
+                               "rescaled to at most this Frobenius norm", flag="clip")
+    init: str = setting("hebb", help="PL starting couplings: hebb (Hebbian) | zeros")
+
+    def __post_init__(self) -> None:
+        check(self.beta > 0, "beta", f"must be > 0; got {self.beta}")
+        check(self.learning_rate > 0, "learning_rate", f"must be > 0; got {self.learning_rate}")
+        check(self.n_epochs >= 0, "n_epochs", f"must be >= 0; got {self.n_epochs}")
+        check(self.clip_norm > 0, "clip_norm", f"must be > 0; got {self.clip_norm}")
+        check(self.init in INITS, "init", f"is {self.init!r}, not one of {', '.join(INITS)}")
+
+
 class PseudoLikelihoodMemory:
     """Associative memory trained by full-batch gradient descent on the pseudo-likelihood.
 
-    Parameters
-    ----------
-    beta : inverse temperature of eq. (9). With plain gradient descent the trajectory of beta*J
-        depends only on beta*learning_rate and beta*J_init, so beta mostly sets how strongly the
-        Hebbian initialisation is felt (small beta: weak prior, margins driven by the data).
-    learning_rate, n_epochs : plain full-batch gradient descent.
-    clip_norm : the gradient is rescaled to at most this Frobenius norm (stabilises early steps).
-    init : "hebb" (J = Hebbian couplings, as in the reference recipe) or "zeros".
+    ``PseudoLikelihoodMemory(PLConfig(...))`` or, equivalently, with the fields of
+    :class:`PLConfig` as keywords: ``PseudoLikelihoodMemory(beta=0.1, n_epochs=50)`` (keywords
+    given with a config replace its fields). Bad values raise :class:`ConfigError` at once.
 
     Learned state: ``couplings_`` (N, N) float32 with zero diagonal, ``loss_`` (the loss of the
     final couplings), ``loss_curve_`` ((epoch, loss) before the step, every LOG_EVERY epochs: the
     loss costs as much as a third of an epoch, so it is not evaluated at every one).
     """
 
-    def __init__(
-        self,
-        beta: float = 0.1,
-        learning_rate: float = 100.0,
-        n_epochs: int = 400,
-        clip_norm: float = 20.0,
-        init: str = "hebb",
-    ) -> None:
-        self.beta = beta
-        self.learning_rate = learning_rate
-        self.n_epochs = n_epochs
-        self.clip_norm = clip_norm
-        self.init = init
-
-    def check_params(self) -> None:
-        require(self.beta > 0, f"beta must be > 0, got {self.beta}")
-        require(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
-        require(self.n_epochs >= 0, f"n_epochs must be >= 0, got {self.n_epochs}")
-        require(self.clip_norm > 0, f"clip_norm must be > 0, got {self.clip_norm}")
-        require(
-            self.init in ("hebb", "zeros"), f"init must be 'hebb' or 'zeros', not {self.init!r}"
-        )
+    def __init__(self, config: PLConfig | None = None, **params) -> None:
+        self.config = PLConfig(**params) if config is None else replace(config, **params)
 
     def fit(self, patterns: np.ndarray) -> PseudoLikelihoodMemory:
-        self.check_params()
+        """Train on ``patterns`` (P, N) of +-1; returns self."""
+        cfg = self.config
         xi = as_states(patterns)
         n = xi.shape[1]
-        if self.init == "hebb":
+        if cfg.init == "hebb":
             couplings = hebbian_couplings(xi)
         else:
             couplings = np.zeros((n, n), dtype=STATE_DTYPE)
-        beta = np.float32(self.beta)
+        beta = np.float32(cfg.beta)
         losses = []
-        for epoch in range(self.n_epochs):
+        for epoch in range(cfg.n_epochs):
             fields = xi @ couplings.T  # (P, N), shared by the loss and its gradient
             if epoch % LOG_EVERY == 0:
                 losses.append((epoch, _loss_from_fields(fields, xi, beta)))
             gradient = _gradient_from_fields(fields, xi, beta)
             norm = float(np.linalg.norm(gradient))
-            scale = min(1.0, self.clip_norm / norm) if norm > 0 else 0.0
-            couplings -= np.float32(self.learning_rate * scale) * gradient
+            scale = min(1.0, cfg.clip_norm / norm) if norm > 0 else 0.0
+            couplings -= np.float32(cfg.learning_rate * scale) * gradient
         self.couplings_ = couplings
         self.loss_curve_ = losses
         self.loss_ = pseudo_likelihood_loss(couplings, xi, beta)

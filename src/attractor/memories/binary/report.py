@@ -91,9 +91,10 @@ def render_generalization_report(out_dir: str | Path) -> Path:
         "dense": f"dense random features xi = sign(F z) (D = {results['n_features']})",
         "digits": "binarised 8x8 scikit-learn digits",
     }[config["data"]]
+    n = results.get("n", config["n"])      # results written before N could be left out lack it
     blocks = [
         paragraph(
-            f"N = {config['n']} neurons, {data}, pseudo-likelihood memory (beta = "
+            f"N = {n} neurons, {data}, pseudo-likelihood memory (beta = "
             f"{config['training']['beta']}), {config['n_seeds']} seeds per load. Unseen test "
             "patterns never occur in the training set (nor do their negations)."
         ),

@@ -1,4 +1,4 @@
-"""Plumbing shared by the load sweeps: configs, seeding, output directories, aggregation.
+"""Plumbing shared by the load sweeps: retrieval config, seeding, output directories, aggregation.
 
 A sweep measures one row of numbers per (alpha, seed), writes them as ``rows.csv``, averages
 them over seeds into ``summary.csv`` (columns ``x`` and ``x_sd``) and ends with ``results.json``,
@@ -14,57 +14,40 @@ import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from attractor.config import check, setting, to_dict
 from attractor.errors import require
 from attractor.io import prepare_results_dir, write_json
 from attractor.memories.binary.dynamics import RULES
 from attractor.memories.binary.measures import flip_grid
-from attractor.memories.binary.pseudolikelihood import PseudoLikelihoodMemory
 
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """Pseudo-likelihood training: Hebbian start, plain full-batch descent, small beta, clipping."""
-
-    beta: float = 0.1
-    learning_rate: float = 100.0
-    n_epochs: int = 400
-    clip_norm: float = 20.0
-
-    def build(self) -> PseudoLikelihoodMemory:
-        return PseudoLikelihoodMemory(
-            beta=self.beta,
-            learning_rate=self.learning_rate,
-            n_epochs=self.n_epochs,
-            clip_norm=self.clip_norm,
-        )
+DEFAULT_N = 400    # neurons of the random-pattern sweeps
 
 
 @dataclass(frozen=True)
 class RetrievalConfig:
-    """Zero-temperature retrieval and the basin protocol."""
+    """Zero-temperature retrieval and the basin protocol (flip a fraction, run, compare)."""
 
-    rule: str = "sync"
-    max_steps: int = 30
-    n_trials: int = 100
-    flip_step: float = 0.025
+    rule: str = setting("sync", help="zero-temperature retrieval: sync (all sites at once) | "
+                        "async (one site at a time)", flag="dynamics")
+    max_steps: int = setting(30, help="steps (sync) or sweeps (async) before a run counts as "
+                             "unsettled")
+    n_trials: int = setting(100, help="basin trials per flipped fraction", flag="trials")
+    flip_step: float = setting(0.025, help="step of the flipped-fraction grid 0 .. 0.5; at "
+                               "least 1/N")
 
-    def validate(self, n: int) -> None:
-        """One-line errors for a bad rule or budget, and for a flip grid finer than 1/N."""
-        require(
-            self.rule in RULES, f"dynamics must be one of {', '.join(RULES)}, not {self.rule!r}"
-        )
-        require(self.flip_step >= 1.0 / n,
-                f"--flip-step {self.flip_step} is below one neuron in N = {n} (1/N = {1 / n:g})")
-        require(self.max_steps >= 1, f"--max-steps must be >= 1, got {self.max_steps}")
-        require(self.n_trials >= 1, f"--trials must be >= 1, got {self.n_trials}")
-        require(0 < self.flip_step <= 0.5, f"--flip-step must be in (0, 0.5], got {self.flip_step}")
+    def __post_init__(self) -> None:
+        check(self.rule in RULES, "rule", f"is {self.rule!r}, not one of {', '.join(RULES)}")
+        check(self.max_steps >= 1, "max_steps", f"must be >= 1; got {self.max_steps}")
+        check(self.n_trials >= 1, "n_trials", f"must be >= 1; got {self.n_trials}")
+        check(0 < self.flip_step <= 0.5, "flip_step", f"must be in (0, 0.5]; got {self.flip_step}")
 
     def grid(self) -> np.ndarray:
+        """The flipped fractions 0, flip_step, ... 0.5: (G,) float64."""
         return flip_grid(self.flip_step)
 
 
@@ -72,29 +55,29 @@ class RetrievalConfig:
 MAX_ENTRIES = 10**8
 
 
-def validate_load(n: int, alphas: Sequence[float], n_seeds: int, seed: int = 0) -> None:
-    """One-line errors for a bad network size, load grid, seed count or first seed."""
-    require(n >= 2, f"N must be >= 2 neurons, got N = {n}")
-    require(n * n <= MAX_ENTRIES, f"N = {n} gives {n}x{n} couplings, more than the "
-            f"{MAX_ENTRIES:.0e} entries these sweeps hold in memory")
-    require(len(alphas) >= 1, "give at least one load alpha")
-    require(len(set(alphas)) == len(alphas), f"loads are repeated: {list(alphas)}")
-    largest = round(max(alphas) * n)
-    require(largest * n <= MAX_ENTRIES, f"alpha = {max(alphas)} at N = {n} means {largest:,} "
-            f"patterns of {n} neurons, more than the {MAX_ENTRIES:.0e} entries these sweeps hold "
-            "in memory; lower alpha or N")
+def check_load(n: int, config) -> None:
+    """ConfigErrors naming the field for a bad network size ``n`` or a bad load grid, seed count,
+    first seed or flip grid of ``config`` (a capacity or generalization config)."""
+    check(n >= 2, "n", f"must be >= 2 neurons; got {n}")
+    check(n * n <= MAX_ENTRIES, "n", f"is too large: N = {n} gives {n}x{n} couplings, more than "
+          f"the {MAX_ENTRIES:.0e} entries these sweeps hold in memory")
+    alphas = config.alphas
+    check(len(alphas) >= 1, "alphas", "needs at least one load alpha")
+    check(len(set(alphas)) == len(alphas), "alphas", f"are repeated: {list(alphas)}")
     for alpha in alphas:
-        require(math.isfinite(alpha) and alpha > 0, f"alpha = P/N must be > 0, got {alpha}")
-        require(
-            round(alpha * n) >= 1,
-            f"alpha = {alpha} with N = {n} stores no pattern; raise alpha or N",
-        )
-    require(n_seeds >= 1, f"--seeds must be >= 1, got {n_seeds}")
-    require(seed >= 0, f"--seed must be >= 0, got {seed}")
-
-
-def validate_workers(workers: int) -> None:
-    require(workers >= 1, f"--workers must be >= 1, got {workers}")
+        check(math.isfinite(alpha) and alpha > 0, "alphas",
+              f"must be loads alpha = P/N > 0; got {alpha}")
+        check(round(alpha * n) >= 1, "alphas", f"alpha = {alpha} with N = {n} stores no "
+              "pattern; raise alpha or N")
+    largest = round(max(alphas) * n)
+    check(largest * n <= MAX_ENTRIES, "alphas", f"alpha = {max(alphas)} at N = {n} means "
+          f"{largest:,} patterns of {n} neurons, more than the {MAX_ENTRIES:.0e} entries these "
+          "sweeps hold in memory; lower alpha or N")
+    check(config.n_seeds >= 1, "n_seeds", f"must be >= 1; got {config.n_seeds}")
+    check(config.seed >= 0, "seed", f"must be >= 0; got {config.seed}")
+    step = config.retrieval.flip_step
+    check(step >= 1.0 / n, "retrieval.flip_step",
+          f"{step} is below one neuron in N = {n} (1/N = {1 / n:g})")
 
 
 def _limit_blas() -> contextlib.AbstractContextManager:
@@ -150,14 +133,13 @@ def point_rng(seed: int, alpha: float) -> np.random.Generator:
 def start_sweep(
     kind: str, config, out: str | Path, overwrite: bool, workers: int
 ) -> tuple[Path, float]:
-    """Check ``config`` and ``workers``, then prepare ``out`` for results of ``kind``.
+    """Check ``workers``, then prepare ``out`` for results of ``kind`` (the config checked itself).
 
     ``out`` gets its config.json first; see :func:`attractor.io.prepare_results_dir` for which
     folders are accepted. Returns the directory and the time.perf_counter() at the start.
     """
-    config.validate()
-    validate_workers(workers)
-    out = prepare_results_dir(out, kind, overwrite, asdict(config))
+    require(workers >= 1, f"--workers must be >= 1; got {workers}")
+    out = prepare_results_dir(out, kind, overwrite, to_dict(config))
     return out, time.perf_counter()
 
 
@@ -187,7 +169,7 @@ def write_results(
     """results.json of a finished sweep (``started``: its time.perf_counter() at the start)."""
     results = {
         "kind": kind,
-        "config": asdict(config),
+        "config": to_dict(config),
         **extra,
         "summary": summary,
         "figures": figures,

@@ -1,7 +1,7 @@
 """Memorised, spurious or generalised: what a generated sample is, and how wide a basin is.
 
-Protocol of Pham et al. (arXiv 2505.21777; brief am.md section 3), with thresholds expressed in
-the unit s = median nearest-neighbour distance within the training set, so that one setting
+Protocol of Pham et al. (arXiv 2505.21777; docs/dense.md), with thresholds expressed in the
+unit s = median nearest-neighbour distance within the training set, so that one setting
 means the same thing for every training size K:
 
 - memorised:   d(x, training set) <= delta_m = c_m * s;
@@ -14,19 +14,20 @@ In low dimension independent samples also fall close together by chance; :func:`
 applied to fresh draws from the data distribution (``chance`` in the experiments) measures how
 often that alone would be called spurious.
 
-Basin size is the critical noise level (the paper's "critical time"): noise a point to sigma_c,
-run the sampler back down, and call it recovered if it lands within delta_m of where it started;
-the basin size is the largest sigma_c on a grid recovered in at least ``success`` of the trials.
+Basin size is the critical noise level (the "critical time" of Pham et al.): noise a point to
+sigma_c, run the sampler back down, and call it recovered if it lands within delta_m of where it
+started; the basin size is the largest sigma_c on a grid recovered in at least ``success`` of
+the trials.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
-from attractor.errors import require
+from attractor.config import check, setting
 from attractor.memories.dense.data import median_spacing, nearest_neighbour_distances
 
 MEMORISED, SPURIOUS, GENERALISED = 0, 1, 2
@@ -37,21 +38,22 @@ LABELS = ("memorised", "spurious", "generalised")
 class Thresholds:
     """Relative thresholds: delta_m = memorised * spacing, delta_s = spurious * spacing."""
 
-    memorised: float = 1.0 / 3.0
-    spurious: float = 1.0 / 3.0
-    min_shared: int = 3
+    memorised: float = setting(1.0 / 3.0, help="delta_m, the memorised radius, in units of the "
+                               "training set's median nearest-neighbour spacing")
+    spurious: float = setting(1.0 / 3.0, help="delta_s, the radius of a shared novel point, in "
+                              "units of the same spacing")
+    min_shared: int = setting(3, help="other samples within delta_s that make a novel sample "
+                              "spurious")
 
     def __post_init__(self) -> None:
-        require(self.memorised > 0 and self.spurious > 0, "thresholds must be positive")
-        require(self.min_shared >= 1, "min_shared must be at least 1")
+        check(self.memorised > 0, "memorised", f"must be > 0; got {self.memorised}")
+        check(self.spurious > 0, "spurious", f"must be > 0; got {self.spurious}")
+        check(self.min_shared >= 1, "min_shared", f"must be >= 1; got {self.min_shared}")
 
     def absolute(self, patterns: torch.Tensor) -> dict[str, float]:
-        """The spacing s of ``patterns`` and the absolute delta_m, delta_s derived from it."""
+        """The spacing s of ``patterns`` (K, d) and the absolute delta_m, delta_s from it."""
         s = median_spacing(patterns)
         return {"spacing": s, "delta_m": self.memorised * s, "delta_s": self.spurious * s}
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def classify(samples: torch.Tensor, patterns: torch.Tensor, thresholds: Thresholds) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """The empirical Dense Associative Memory of a diffusion model at one noise level.
 
-Glossary (Pham et al., arXiv 2505.21777; brief am.md section 3):
+Glossary (Pham et al., arXiv 2505.21777; docs/dense.md):
 
 - ``patterns`` xi: (K, d) the stored memories = the K training points.
 - ``sigma``: the noise level of the VE process; ``beta = 1 / sigma**2`` is the inverse temperature.
@@ -8,7 +8,7 @@ Glossary (Pham et al., arXiv 2505.21777; brief am.md section 3):
 - ``p(x)``: (B, K) the softmax responsibilities softmax_mu(a_mu - beta ||x - xi_mu||^2 / 2);
   in attention words x is the query, xi the keys and the values, beta the scaling.
 
-Energy (eq. E of the brief)::
+Energy (the DenseAM energy of Pham et al.; docs/dense.md)::
 
     E(x) = -(1/beta) log sum_mu exp(a_mu - beta ||x - xi_mu||^2 / 2)
 

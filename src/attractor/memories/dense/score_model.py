@@ -6,8 +6,8 @@ Glossary:
   sigma_min)^t for t in [0, 1] (Song et al., arXiv 2011.13456, the VE SDE).
 - Score network: s_theta(x, sigma) = F(c_in x, emb(log sigma)) / sigma, an MLP F with a Fourier
   embedding of the noise level; c_in = 1 / sqrt(sigma^2 + sigma_data^2) keeps the input of F at
-  unit scale at every noise level. Dividing by sigma makes F predict -eps (the brief's toy MLP
-  divides its output by sigma_t in the same way).
+  unit scale at every noise level. Dividing by sigma makes F predict -eps, a target of unit scale
+  at every noise level too.
 - Loss (denoising score matching, weight lambda(sigma) = sigma^2):
   E_{t, x0, eps} || sigma s_theta(x0 + sigma eps, sigma) + eps ||^2.
 
@@ -26,27 +26,31 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from attractor.errors import require
+from attractor.config import check, setting
 
 
 @dataclass(frozen=True)
 class ScoreModelConfig:
-    """Sizes and optimisation of the score MLP (defaults fit a 2-D task in tens of seconds)."""
+    """Sizes and optimisation of the score MLP (the defaults fit a 2-D task in tens of seconds)."""
 
-    hidden: int = 128
-    layers: int = 3
-    fourier: int = 16
-    sigma_min: float = 0.01
-    sigma_max: float = 1.0
-    iterations: int = 4000
-    batch: int = 256
-    lr: float = 2e-3
-    ema: float = 0.995
+    hidden: int = setting(128, help="width of the score MLP")
+    layers: int = setting(3, help="hidden layers of the score MLP")
+    fourier: int = setting(16, help="random Fourier frequencies embedding log sigma")
+    sigma_min: float = setting(0.01, help="smallest noise level of the VE schedule")
+    sigma_max: float = setting(1.0, help="largest noise level of the VE schedule")
+    iterations: int = setting(5000, help="score-matching iterations per model")
+    batch: int = setting(256, help="score-matching minibatch size")
+    lr: float = setting(2e-3, help="Adam learning rate (cosine-annealed to 0)")
+    ema: float = setting(0.995, help="decay of the weight average used for sampling")
 
     def __post_init__(self) -> None:
-        require(0 < self.sigma_min < self.sigma_max, "need 0 < sigma_min < sigma_max")
-        require(self.hidden >= 1 and self.layers >= 1, "the MLP needs hidden >= 1, layers >= 1")
-        require(self.iterations >= 1 and self.batch >= 1, "iterations and batch must be >= 1")
+        for name in ("hidden", "layers", "fourier", "iterations", "batch"):
+            check(getattr(self, name) >= 1, name, f"must be >= 1; got {getattr(self, name)}")
+        check(self.sigma_min > 0, "sigma_min", f"must be > 0; got {self.sigma_min}")
+        check(self.sigma_max > self.sigma_min, "sigma_max",
+              f"must exceed sigma_min = {self.sigma_min}; got {self.sigma_max}")
+        check(self.lr > 0, "lr", f"must be > 0; got {self.lr}")
+        check(0 <= self.ema < 1, "ema", f"must lie in [0, 1); got {self.ema}")
 
 
 def ve_sigma(t: torch.Tensor, sigma_min: float, sigma_max: float) -> torch.Tensor:
@@ -99,8 +103,8 @@ def dsm_loss(net: nn.Module, x0: torch.Tensor, sigma: torch.Tensor,
 class ScoreModel:
     """Learned score of one training set; ``fit(patterns, generator)`` returns self."""
 
-    def __init__(self, config: ScoreModelConfig = ScoreModelConfig()) -> None:
-        self.config = config
+    def __init__(self, config: ScoreModelConfig | None = None) -> None:
+        self.config = ScoreModelConfig() if config is None else config
 
     def fit(self, patterns: torch.Tensor, generator: torch.Generator,
             progress: bool = False) -> ScoreModel:

@@ -13,17 +13,23 @@ Nothing here writes files or plots; the experiments do.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
-from attractor.errors import require
+from attractor.config import check, setting
 from attractor.memories.dense import classify as cls
 from attractor.memories.dense import energy as am
 from attractor.memories.dense import entropy as ent
 from attractor.memories.dense import merges
 from attractor.memories.dense.data import nearest_neighbour_distances
-from attractor.memories.dense.samplers import euler_maruyama, noise_grid, probability_flow, sample
+from attractor.memories.dense.samplers import (
+    SAMPLERS,
+    euler_maruyama,
+    noise_grid,
+    probability_flow,
+    sample,
+)
 from attractor.memories.dense.score_model import ScoreModel, ScoreModelConfig
 
 
@@ -64,23 +70,29 @@ def _mean(x: torch.Tensor) -> float:
 class GenerationConfig:
     """Learned-score part of a sweep: model, sampler, classification and basin probe."""
 
-    model: ScoreModelConfig = field(default_factory=ScoreModelConfig)
-    samples: int = 1000
-    steps: int = 200
-    method: str = "sde"
-    thresholds: cls.Thresholds = field(default_factory=cls.Thresholds)
-    basin_points: int = 24
-    basin_trials: int = 10
-    basin_levels: tuple[float, ...] = field(
-        default=(0.01, 0.02, 0.04, 0.07, 0.1, 0.15, 0.2, 0.3, 0.45, 0.7, 1.0))
+    model: ScoreModelConfig = setting(help="the score model", factory=ScoreModelConfig)
+    samples: int = setting(1000, help="generated samples per model")
+    steps: int = setting(200, help="sampler steps from sigma_max down to sigma_min")
+    method: str = setting("sde", help="sampler: sde (Euler-Maruyama) | ode (probability flow)",
+                          flag="sampler")
+    thresholds: cls.Thresholds = setting(help="memorised / spurious thresholds",
+                                         factory=cls.Thresholds)
+    basin_points: int = setting(24, help="training points and spurious centres whose basin is "
+                                "measured, each")
+    basin_trials: int = setting(10, help="noisings per point and noise level of the basin probe")
+    basin_levels: tuple[float, ...] = setting(
+        (0.01, 0.02, 0.04, 0.07, 0.1, 0.15, 0.2, 0.3, 0.45, 0.7, 1.0),
+        help="noise levels sigma_c of the basin probe (those outside the schedule are skipped)")
 
     def __post_init__(self) -> None:
-        require(self.samples >= 1, f"--samples must be at least 1, got {self.samples}")
-        require(self.steps >= 2, f"the sampler needs at least 2 steps, got {self.steps}")
-        require(self.method in ("sde", "ode"), f"sampler must be sde or ode, not {self.method!r}")
-        require(self.basin_points >= 1 and self.basin_trials >= 1,
-                "basin points and trials must be at least 1")
-        require(all(level > 0 for level in self.basin_levels), "basin noise levels must be > 0")
+        check(self.samples >= 1, "samples", f"must be >= 1; got {self.samples}")
+        check(self.steps >= 2, "steps", f"must be >= 2; got {self.steps}")
+        check(self.method in SAMPLERS, "method",
+              f"is {self.method!r}, not one of {', '.join(SAMPLERS)}")
+        check(self.basin_points >= 1, "basin_points", f"must be >= 1; got {self.basin_points}")
+        check(self.basin_trials >= 1, "basin_trials", f"must be >= 1; got {self.basin_trials}")
+        check(len(self.basin_levels) >= 1 and min(self.basin_levels) > 0, "basin_levels",
+              f"must be noise levels > 0; got {list(self.basin_levels)}")
 
 
 def learned_generation(patterns: torch.Tensor, cfg: GenerationConfig, chance: torch.Tensor,
