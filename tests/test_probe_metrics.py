@@ -113,3 +113,35 @@ def test_histograms_share_edges():
     h = histograms({"a": [0.0, 0.5, 1.0], "b": [0.25]}, bins=4, lo=0.0, hi=1.0)
     assert h["edges"] == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert sum(h["a"]) == 3 and h["b"] == [0, 1, 0, 0]
+
+
+def test_roc_and_tpr_at_low_fpr_against_brute_force():
+    from attractor.probes.membership import roc, tpr_at
+
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        pos = rng.integers(0, 6, size=rng.integers(1, 9)).astype(float)
+        neg = rng.integers(0, 6, size=rng.integers(1, 9)).astype(float)
+        fpr, tpr = roc(pos, neg)
+        # every threshold "score >= c" for c among the scores gives one ROC point
+        for c in np.unique(np.concatenate([pos, neg])):
+            point = ((neg >= c).mean(), (pos >= c).mean())
+            assert any(np.isclose(f, point[0]) and np.isclose(t, point[1])
+                       for f, t in zip(fpr, tpr)), (c, point)
+        assert fpr[0] == tpr[0] == 0 and fpr[-1] == tpr[-1] == 1
+        for target in (0.0, 0.2, 0.5):
+            brute = max([(pos >= c).mean() for c in np.r_[np.inf, pos, neg]
+                         if (neg >= c).mean() <= target])
+            assert tpr_at(pos, neg, target) == pytest.approx(brute)
+        assert np.trapezoid(tpr, fpr) == pytest.approx(auroc(pos, neg))
+
+
+def test_min_k_averages_the_lowest_real_log_probabilities():
+    from attractor.probes.membership import min_k
+
+    log_p = torch.tensor([[-1.0, -5.0, -2.0, -9.0, -0.5], [-3.0, -1.0, -7.0, -2.0, -4.0]],
+                         dtype=torch.float64)
+    mask = torch.tensor([[True, True, True, False, True], [True, True, True, True, True]])
+    # row 0: real -1, -5, -2, -0.5; ceil(0.5 * 4) = 2 lowest: -5, -2
+    # row 1: ceil(0.5 * 5) = 3 lowest: -7, -4, -3
+    assert min_k(log_p, mask, 0.5).tolist() == [pytest.approx(-3.5), pytest.approx(-14 / 3)]

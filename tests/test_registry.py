@@ -45,7 +45,8 @@ def test_every_probe_runs_writes_and_renders(name, tiny_run):
     path = write_probe(tiny_run, name, result, overwrite=True)
     data = read_json(path)
     assert data["probe"] == name and json.dumps(data)
-    assert probe.table(data) and all(isinstance(row, dict) for row in probe.table(data))
+    tables = probe.tables(data)
+    assert tables and all(rows and isinstance(rows[0], dict) for _, rows in tables)
     assert all(png.startswith(b"\x89PNG") for _, png in probe.figures(data))
     assert name in read_json(path.parent / "results.json")["probes"]
     assert probe.title in render_report(path.parent).read_text()

@@ -38,7 +38,7 @@ def test_time_grid_rows_run_from_their_own_start():
     torch.testing.assert_close(grid[1], torch.linspace(0.25, 1e-5, 5, dtype=torch.float64))
 
 
-@pytest.mark.parametrize("dynamics", ["ancestral", "greedy"])
+@pytest.mark.parametrize("dynamics", ["ancestral", "posterior-argmax"])
 @pytest.mark.parametrize("final", ["ancestral", "greedy", "none"])
 def test_shapes_dtype_and_determinism(dynamics, final):
     x0 = torch.randint(0, VOCAB, (6, 9), generator=torch.Generator().manual_seed(0))
@@ -75,7 +75,7 @@ def test_each_row_follows_its_own_time_grid():
         torch.testing.assert_close(torch.stack([s[b] for s in seen]), expected)
 
 
-@pytest.mark.parametrize("dynamics", ["ancestral", "greedy"])
+@pytest.mark.parametrize("dynamics", ["ancestral", "posterior-argmax"])
 @pytest.mark.parametrize("final", ["ancestral", "greedy"])
 def test_oracle_denoiser_recovers_everything(dynamics, final, gen):
     x0 = torch.randint(0, VOCAB, (16, 12), generator=gen)
@@ -86,12 +86,12 @@ def test_oracle_denoiser_recovers_everything(dynamics, final, gen):
     assert bool((token_recovery(x0, x_hat, changed) == 1).all())
 
 
-def test_greedy_dynamics_are_sticky_on_fine_grids(gen):
+def test_posterior_argmax_is_sticky_on_fine_grids(gen):
     # With a_s^2 <= a_t at every step the posterior argmax is the current token (module doc):
     # a grid from 0.5 to 0.25 never halves t, so even the oracle cannot move a token.
     x0 = torch.randint(0, VOCAB, (4, 8), generator=gen)
     zt = (x0 + 1) % VOCAB
-    cfg = SamplerConfig(steps=10, t_min=0.25, dynamics="greedy", final="none")
+    cfg = SamplerConfig(steps=10, t_min=0.25, dynamics="posterior-argmax", final="none")
     assert torch.equal(reverse_process(oracle(x0), zt, 0.5, SCHEDULE, gen, cfg), zt)
 
 
@@ -111,10 +111,10 @@ def test_uniform_denoiser_recovers_at_chance(final, gen):
     assert abs(rate - chance) < 4 * se, (rate, chance)
 
 
-def test_uniform_denoiser_under_greedy_dynamics_never_moves(gen):
+def test_uniform_denoiser_under_posterior_argmax_never_moves(gen):
     x0 = torch.randint(0, VOCAB, (8, 8), generator=gen)
     zt = (x0 + 1) % VOCAB
-    cfg = SamplerConfig(steps=5, dynamics="greedy", final="ancestral")
+    cfg = SamplerConfig(steps=5, dynamics="posterior-argmax", final="ancestral")
     assert torch.equal(reverse_process(uniform, zt, 0.5, SCHEDULE, gen, cfg), zt)
 
 
@@ -128,4 +128,22 @@ def test_generate_from_the_prior(gen):
                                  {"final": "x"}])
 def test_bad_sampler_settings_are_user_errors(bad):
     with pytest.raises(UserError):
-        SamplerConfig(**bad).validate()
+        SamplerConfig(**bad)
+
+
+@pytest.mark.parametrize("dynamics", ["ancestral", "posterior-argmax"])
+def test_positions_that_are_not_free_never_change(dynamics, gen):
+    from attractor.retrieval import annealed, fixed_point
+
+    x0 = torch.randint(0, VOCAB, (6, 10), generator=gen)
+    free = torch.rand(6, 10, generator=gen) < 0.5
+
+    def noisy(zt, sigma):            # any logits: the frozen positions must keep their ids
+        return torch.randn(*zt.shape, VOCAB, generator=gen)
+
+    cfg = SamplerConfig(steps=4, dynamics=dynamics)
+    for out in (reverse_process(noisy, x0, 0.6, SCHEDULE, gen, cfg, free),
+                annealed(noisy, x0, torch.full((6,), 0.6), SCHEDULE, 4, free=free),
+                fixed_point(noisy, x0, torch.full((6,), 0.6), SCHEDULE, 5, free=free).z):
+        assert torch.equal(out[~free], x0[~free])
+        assert not torch.equal(out[free], x0[free])

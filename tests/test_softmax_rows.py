@@ -53,6 +53,20 @@ def test_entropy_limits_and_minus_infinity():
     assert entropy(two).item() == pytest.approx(math.log(2), abs=1e-7)
 
 
+@pytest.mark.parametrize("gap", [18.0, 25.0, 30.0, 40.0])
+def test_entropy_of_a_nearly_one_hot_row_keeps_its_digits(gap):
+    """Off-argmax mass eps = (K - 1) e^-gap from 1e-7 down to 1e-16: H ~ eps (1 + gap) must
+    come out to 1e-6 relative, not rounded away with 1 + eps in float32."""
+    K = 1000
+    logits = torch.zeros(1, K)
+    logits[0, 7] = gap
+    eps = (K - 1) * math.exp(-gap)
+    p_top = 1 / (1 + eps)
+    p_other = math.exp(-gap) / (1 + eps)
+    exact = -(p_top * math.log(p_top) + (K - 1) * p_other * math.log(p_other))
+    assert entropy(logits).item() == pytest.approx(exact, rel=1e-6)
+
+
 def test_bf16_logits_give_the_statistics_of_their_float32_values():
     logits = _logits((2, 6), 50, 4.0, seed=3).bfloat16()
     z = torch.zeros(2, 6, dtype=torch.long)

@@ -14,7 +14,7 @@ from attractor.cli import main
 from attractor.sweep.config import paper_spaced_sizes
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["--sizes", "16,200", "--steps", "40", "--corpus-size", "600", "--test-size", "32",
+TINY = ["--sizes", "16,200", "--seeds", "0,1", "--steps", "40", "--corpus-size", "600", "--test-size", "32",
         "--num-sequences", "8", "--reverse-steps", "4", "--num-samples", "8",
         "--num-reference", "16", "--precision", "fp32", "--no-progress"]
 
@@ -53,7 +53,8 @@ def test_restart_does_not_redo_finished_runs(killed_and_restarted):
     assert {k: after[k] for k in before} == before        # nothing of the first run rewritten
     status = json.loads((out / "sweep_status.json").read_text())["runs"]
     assert status[0] == {"name": "nano-n16-s0", "trained": False, "probed": []}
-    assert (out / "runs" / "nano-n200-s0" / "probes" / "generate.json").is_file()
+    for name in ("nano-n200-s0", "nano-n16-s1", "nano-n200-s1"):
+        assert (out / "runs" / name / "probes" / "generate.json").is_file()
 
 
 @pytest.mark.slow
@@ -73,6 +74,12 @@ def test_report_is_offline_has_every_figure_and_changes_nothing_else(killed_and_
         assert caption in html, caption
     assert html.count("<img") >= 6
     assert "Where does the model stop memorising?" in html and "Generated samples" in html
+    assert "2 training seeds, then sequences" in html         # what the intervals cover
+    analysis = json.loads((out / "analysis" / "analysis.json").read_text())
+    assert [r["seeds"] for r in analysis["per_size"]] == [[0, 1], [0, 1]]
+    estimate = analysis["transitions"]["nano"]["recovery"]["default"]
+    assert estimate["status"] in ("estimated", "left_censored", "right_censored")
+    assert len(analysis["transitions"]["nano"]["entropy_only"]["by_threshold"]) == 6
     for name in ("analysis.json", "recovery_vs_size.csv", "basins.csv", "per_size.csv"):
         assert (out / "analysis" / name).is_file()
 
@@ -95,6 +102,7 @@ def test_plan_lists_independent_jobs_and_reads_config_files(tmp_path, capsys):
     plan = json.loads(capsys.readouterr().out)
     assert [p["name"] for p in plan] == ["nano-n16-s0", "nano-n200-s0", "nano-n16-s3",
                                          "nano-n200-s3"]
+    assert plan[2]["seed"] == 3
     assert "--only nano-n16-s0" in plan[0]["command"]
     saved = json.loads((tmp_path / "p" / "sweep.json").read_text())["config"]
     assert saved["train"]["steps"] == 41 and saved["seeds"] == [0, 3]

@@ -1,4 +1,4 @@
-"""The reverse process of uniform-state diffusion, eq. (2): ancestral and greedy samplers.
+"""The reverse process of uniform-state diffusion, eq. (2): ancestral and posterior-argmax.
 
 Notation (paper §2 and Appendix A; docs/notation.md §6):
     denoiser  callable (zt (B, L) int64, sigma (B,) float32) -> logits (B, L, K); softmax = x_theta
@@ -12,30 +12,35 @@ levels is ONE batched reverse process. A step t -> s draws z_s from the model po
 p_theta(z_s | z_t) of eq. (2), in its exact mixture form (float64 weights,
 :func:`attractor.posterior.posterior_mixture`), so no (B, L, K) float64 tensor is formed:
 
-    ancestral dynamics   z_s ~ Cat(p_theta(z_s | z_t))                (the generative process)
-    greedy dynamics      z_s = argmax p_theta(z_s | z_t)              (paper Appendix A, Exp. 1)
+    ancestral          z_s ~ Cat(p_theta(z_s | z_t))                  (the generative process)
+    posterior-argmax   z_s = argmax p_theta(z_s | z_t)                (a literal reading of the
+                                                                       paper's Appendix A)
 
 then, from t_min, the final step (Duo's ``noise_removal``):
 
-    ancestral   one more posterior step to alpha_s = 1 (argmax of it under greedy dynamics)
+    ancestral   one more posterior step to alpha_s = 1 (its argmax under posterior-argmax)
     greedy      argmax x_theta(z_{t_min})
     none        stop at t_min
 
-Greedy dynamics are "sticky": the z_t entry of the posterior numerator is at least
+The posterior argmax is "sticky": the z_t entry of the posterior numerator is at least
 a_{t|s} - a_t while any other entry k gets (a_s - a_t) x_theta[k] + (1 - a_{t|s})(1 - a_s)/K, so a
-token can only change at a step with a_s^2 > a_t, i.e. roughly t > 2 s. On a linear grid that is
-only the last grid step (Delta -> t_min) and the final step to alpha_s = 1, where the posterior is
-x_theta ⊙ (K a_t z_t + (1 - a_t) 1): greedy retrieval is decided at the end of the grid.
+token can only change at a step with a_s^2 > a_t. For the log-linear schedule (eps -> 0) that is
+t > 2 s - s^2: on a linear grid of spacing Delta down to t_min, the last step (Delta + t_min ->
+t_min) and, when Delta > sqrt(t_min) (50 steps from t = 0.25: Delta = 5e-3), the one before; the
+final step to alpha_s = 1, where the posterior is x_theta ⊙ (K a_t z_t + (1 - a_t) 1), keeps z_t
+unless x_theta[z_t] < ~t_min x_theta[k] / K. So what this dynamics retrieves is decided by the
+last one or two steps and depends on Delta, not on the start time. Zero-temperature retrieval
+that reads x_theta at every step is :mod:`attractor.retrieval`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
-from attractor.errors import require
+from attractor.config import check
 from attractor.forward import prior_sample
 from attractor.posterior import posterior_mixture
 from attractor.schedule import sigma_from_alpha
@@ -43,7 +48,7 @@ from attractor.softmax_rows import log_normalizer, row_stats, sample
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-DYNAMICS = ("ancestral", "greedy")
+DYNAMICS = ("ancestral", "posterior-argmax")
 FINAL_STEPS = ("ancestral", "greedy", "none")
 
 
@@ -56,16 +61,13 @@ class SamplerConfig:
     dynamics: str = "ancestral"
     final: str = "ancestral"
 
-    def validate(self) -> None:
-        require(self.steps >= 1, f"sampling steps must be at least 1, got {self.steps}")
-        require(0.0 < self.t_min < 1.0, f"t_min must lie in (0, 1), got {self.t_min}")
-        require(self.dynamics in DYNAMICS,
-                f"unknown dynamics {self.dynamics!r}; choose from {', '.join(DYNAMICS)}")
-        require(self.final in FINAL_STEPS,
-                f"unknown final step {self.final!r}; choose from {', '.join(FINAL_STEPS)}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def __post_init__(self) -> None:
+        check(self.steps >= 1, "steps", f"must be at least 1, got {self.steps}")
+        check(0.0 < self.t_min < 1.0, "t_min", f"must lie in (0, 1), got {self.t_min}")
+        check(self.dynamics in DYNAMICS, "dynamics",
+              f"is {self.dynamics!r}, not one of {', '.join(DYNAMICS)}")
+        check(self.final in FINAL_STEPS, "final",
+              f"is {self.final!r}, not one of {', '.join(FINAL_STEPS)}")
 
 
 def time_grid(t0: torch.Tensor, steps: int, t_min: float) -> torch.Tensor:
@@ -142,8 +144,8 @@ def final_step(denoiser: Denoiser, zt: torch.Tensor, t: torch.Tensor, schedule,
 
 
 def reverse_process(denoiser: Denoiser, zt: torch.Tensor, t0: torch.Tensor | float, schedule,
-                    generator: torch.Generator, config: SamplerConfig = SamplerConfig()
-                    ) -> torch.Tensor:
+                    generator: torch.Generator, config: SamplerConfig = SamplerConfig(),
+                    free: torch.Tensor | None = None) -> torch.Tensor:
     """Run eq. (2) from per-row start times down to t_min, then the final step.
 
     Args:
@@ -151,21 +153,24 @@ def reverse_process(denoiser: Denoiser, zt: torch.Tensor, t0: torch.Tensor | flo
         zt: (B, L) int64 start ids.
         t0: (B,) or scalar start time(s), each in (t_min, 1].
         schedule: has ``alpha(t)``.
-        generator: the source of randomness, on ``zt.device`` (unused by greedy dynamics).
+        generator: the source of randomness, on ``zt.device`` (unused by posterior-argmax).
         config: steps, t_min, dynamics, final step.
+        free: (B, L) bool, the positions the process may change (None: all); the others keep
+            their ids of ``zt`` throughout (e.g. the padding of a probed sequence).
     Returns:
         (B, L) int64 denoised ids.
     """
-    config.validate()
     t0 = torch.as_tensor(t0, dtype=torch.float64, device=zt.device).expand(zt.shape[0])
     assert bool((t0 > config.t_min).all() and (t0 <= 1.0).all()), "start times in (t_min, 1]"
     grid = time_grid(t0, config.steps, config.t_min)                       # (B, steps + 1)
-    greedy = config.dynamics == "greedy"
+    greedy = config.dynamics == "posterior-argmax"
     z = zt
     for i in range(config.steps):
         # 1. predict x_theta at t; 2. form p_theta(z_s | z_t) of eq. (2); 3. draw or take argmax
         z = reverse_step(denoiser, z, grid[:, i], grid[:, i + 1], schedule, generator, greedy)
-    return final_step(denoiser, z, grid[:, -1], schedule, generator, config.final, greedy)
+        z = z if free is None else torch.where(free, z, zt)
+    z = final_step(denoiser, z, grid[:, -1], schedule, generator, config.final, greedy)
+    return z if free is None else torch.where(free, z, zt)
 
 
 def generate(denoiser: Denoiser, num_samples: int, length: int, vocab_size: int, schedule,

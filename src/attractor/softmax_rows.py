@@ -99,17 +99,22 @@ def log_normalizer(logits: torch.Tensor, chunk_bytes: int | None = None) -> torc
 
 
 def entropy(logits: torch.Tensor, chunk_bytes: int | None = None) -> torch.Tensor:
-    """Eq. (13): (..., K) logits -> (...) float64 entropy of softmax(logits) in nats."""
+    """Eq. (13): (..., K) logits -> (...) float64 entropy of softmax(logits) in nats.
+
+    With d = l - max l, Z = sum exp(d) and T = sum exp(d) d, H = log Z - T / Z. Both sums are
+    accumulated in float64: near a one-hot row Z = 1 + eps with eps far below float32's 6e-8,
+    and H ~ eps (1 - log eps) would otherwise lose its leading digits (log1p keeps them).
+    """
     shape = logits.shape[:-1]
     out = torch.empty(shape.numel(), dtype=torch.float64, device=logits.device)
     lowest = torch.finfo(torch.float32).min
     for sl, chunk, (d, e) in _chunks(logits, chunk_bytes, buffers=2):
         torch.sub(chunk, _row_max(chunk), out=d)
         torch.exp(d, out=e)
-        z = e.sum(dim=-1).to(torch.float64)
+        z = e.sum(dim=-1, dtype=torch.float64)
         d.clamp_min_(lowest)                       # so exp(d) d -> 0, its limit, at l = -inf
-        tilt = e.mul_(d).sum(dim=-1).to(torch.float64)                 # sum_k exp(d_k) d_k
-        out[sl] = (z.log() - tilt / z).clamp_min(0.0)
+        tilt = e.mul_(d).sum(dim=-1, dtype=torch.float64)              # sum_k exp(d_k) d_k
+        out[sl] = (torch.log1p(z - 1.0) - tilt / z).clamp_min(0.0)
     return out.view(shape)
 
 

@@ -2,16 +2,18 @@
 
 ``analyze_sweep(SWEEP_DIR, settings)`` writes SWEEP_DIR/analysis/:
 
-    analysis.json        per-size rows, transition estimates per series, histograms, examples,
-                         samples, and which planned runs are not finished yet
-    per_size.csv         one row per run: NELBOs, recovery, entropies, KS, AUROC, copies
-    recovery_vs_size.csv Fig. 2: recovery of train/test vs training size, per t
-    basins.csv           Figs. 1/9: deterministic recovery vs corrupted fraction, per size
+    analysis.json        per-size rows pooled over seeds, per-run rows, transition estimates
+                         per model (with their threshold curves), histograms, examples, samples,
+                         and which planned runs are not finished yet
+    per_size.csv         the pooled rows, flattened
+    per_run.csv          one row per run: the probes' own numbers (intervals over sequences)
+    recovery_vs_size.csv Fig. 2: recovery of train/test vs training size, per t, per run
+    basins.csv           Figs. 1/9: deterministic recovery vs corrupted fraction, per run
 
-Per-size numbers and their intervals are the probes' own summaries, reported as they are; the
-analysis adds what needs several probes or several runs (the KS distance of training and
-generated entropies, and the transition estimates, with their own bootstrap). Nothing here loads
-a model, and nothing here renders: ``attractor report`` draws the figures from these files.
+Per-run numbers and their intervals are the probes' own summaries, reported as they are. The
+pooled rows and the transition estimates resample training seeds and sequences
+(:mod:`attractor.analysis.pooled`, :mod:`attractor.analysis.transition`). Nothing here loads a
+model, and nothing here renders: ``attractor report`` draws the figures from these files.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from attractor.analysis import transition as tr
-from attractor.analysis.collect import RunResults, by_group, load_sweep_results
+from attractor.analysis.collect import RunResults, load_sweep_results
+from attractor.analysis.pooled import closest, closest_entry, covers, size_row
 from attractor.config import check, setting, to_dict
 from attractor.io import make_dir, write_csv, write_json
-from attractor.probes.stats import ks_distance
+from attractor.probes.stats import hierarchical, ks_distance, seed_mean
 
 
 @dataclass(frozen=True)
@@ -46,13 +49,9 @@ class AnalysisSettings:
         check(self.bootstrap >= 10, "bootstrap", "needs at least 10 resamples")
 
 
-def _closest(entries: list[dict], key: str, target: float) -> dict:
-    return min(entries, key=lambda e: abs(e[key] - target))
-
-
-def per_size_row(run: RunResults, t: float) -> dict:
-    """One run's numbers: the probes' summaries at the chosen t, and the KS distance."""
-    rec = _closest(run.probes["recovery_stochastic"]["summary"], "t", t)
+def run_row(run: RunResults, t: float) -> dict:
+    """One run's numbers: the probes' summaries at the chosen t (intervals over sequences)."""
+    rec = closest_entry(run.probes["recovery_stochastic"]["summary"], t)
     ent = run.probes["entropy"]["summary"][0]
     gen = run.probes["generate"]["summary"]
     return {
@@ -64,40 +63,54 @@ def per_size_row(run: RunResults, t: float) -> dict:
         "token_entropy_gap": gen["token_entropy_gap"],
         "ks_train_vs_generated": ks_distance(run.entropies["train"], run.entropies["generated"]),
         "membership_auroc": ent["membership_auroc"],
-        "spearman_entropy_vs_recovery": rec["spearman_entropy_vs_recovery"],
         "generated_categories": gen["categories"],
     }
 
 
-def _curve_rows(run: RunResults, probe: str, level: str) -> list[dict]:
-    """Recovery of both splits at every level of one recovery probe (figure data)."""
-    return [{"model": run.model, "seed": run.seed, "num_train": run.num_train, level: e[level],
-             "split": split, **{k: e[split]["recovery"][k] for k in ("mean", "lo", "hi")}}
-            for e in run.probes[probe]["summary"] for split in ("train", "test")]
+def _grid(runs: list[RunResults]) -> tuple[list[int], list[list[RunResults]]]:
+    """The sizes that every seed of a model has finished, and its runs as [seed][size]."""
+    by_seed: dict[int, dict[int, RunResults]] = {}
+    for r in runs:
+        by_seed.setdefault(r.seed, {})[r.num_train] = r
+    sizes = sorted(set.intersection(*(set(d) for d in by_seed.values())))
+    return sizes, [[d[n] for n in sizes] for _, d in sorted(by_seed.items())]
 
 
-def _transitions(group: list[RunResults], settings: AnalysisSettings,
-                 rng: np.random.Generator) -> dict:
-    sizes = [r.num_train for r in group]
-    t = _closest(group[0].probes["recovery_stochastic"]["summary"], "t", settings.t_main)["t"]
-    levels = [min(r.stochastic, key=lambda lv: abs(lv - t)) for r in group]
-    recovery = tr.recovery_crossing(
-        sizes, [r.stochastic[lv]["train"][0] for r, lv in zip(group, levels)],
-        [r.stochastic[lv]["test"][0] for r, lv in zip(group, levels)], settings.recovery_eps,
-        rng, settings.bootstrap)
-    entropy = tr.entropy_overlap(sizes, [r.entropies["train"] for r in group],
-                                 [r.entropies["generated"] for r in group], settings.ks_level,
-                                 rng, settings.bootstrap)
-    return {f"recovery_t{t:g}": recovery.to_dict(), "entropy_only": entropy.to_dict(),
+def transitions(runs: list[RunResults], settings: AnalysisSettings,
+                rng: np.random.Generator) -> dict | None:
+    """Both transition estimates of one model, over the sizes all its seeds have finished."""
+    sizes, grid = _grid(runs)
+    if len(sizes) < 2:
+        return None
+    t = closest(grid[0][0].stochastic, settings.t_main)
+    n, what = settings.bootstrap, covers(len(grid))
+    gap_cells = [[(r.stochastic[closest(r.stochastic, t)]["train"][0],
+                   r.stochastic[closest(r.stochastic, t)]["test"][0]) for r in row]
+                 for row in grid]
+    ks_cells = [[(r.entropies["train"], r.entropies["generated"]) for r in row] for row in grid]
+
+    def gap(a, b):
+        return float(a.mean() - b.mean())
+
+    recovery = tr.recovery_estimates(sizes, seed_mean(gap, gap_cells),
+                                     hierarchical(gap, gap_cells, n, rng),
+                                     settings.recovery_eps, what)
+    entropy = tr.entropy_estimates(sizes, seed_mean(ks_distance, ks_cells),
+                                   hierarchical(ks_distance, ks_cells, n, rng),
+                                   settings.ks_level, what)
+    return {"sizes": sizes, "seeds": [row[0].seed for row in grid], "t": t,
+            "recovery": recovery, "entropy_only": entropy,
             "agreement": tr.agreement(recovery, entropy)}
 
 
-def _histograms(groups: dict[str, list[RunResults]]) -> dict:
-    """Sequence-entropy histograms of training vs generated sequences (Figs. 4/15-17) on shared
-    edges per series, and the token entropies of recovered vs unrecovered tokens as the
-    stochastic probe binned them (Figs. 3B/12-14)."""
-    out = {}
-    for name, group in groups.items():
+def _histograms(runs: list[RunResults]) -> dict:
+    """Per model and seed: sequence-entropy histograms of training vs generated sequences
+    (Figs. 4/15-17) on shared edges, and the token entropies of recovered vs unrecovered
+    tokens as the stochastic probe binned them (Figs. 3B/12-14)."""
+    out: dict = {}
+    for r in runs:
+        out.setdefault(f"{r.model} seed {r.seed}", []).append(r)
+    for name, group in out.items():
         top = max(max(r.entropies["train"].max(), r.entropies["generated"].max()) for r in group)
         edges = np.linspace(0.0, max(top, 1e-6) * 1.02, 41)
         out[name] = {"edges": edges.tolist(), "runs": {
@@ -109,6 +122,14 @@ def _histograms(groups: dict[str, list[RunResults]]) -> dict:
     return out
 
 
+def _curve_rows(run: RunResults, probe: str, level: str) -> list[dict]:
+    """Recovery of both splits at every level of one recovery probe (figure data)."""
+    return [{"model": run.model, "seed": run.seed, "num_train": run.num_train, level: e[level],
+             "split": split, **{k: e[split]["recovery"][k] for k in ("mean", "lo", "hi")},
+             "unigram": e[split].get("unigram_recovery", {}).get("mean")}
+            for e in run.probes[probe]["summary"] for split in ("train", "test")]
+
+
 def analyze_sweep(sweep_dir: str | Path, settings: AnalysisSettings = AnalysisSettings(),
                   planned: list[str] | None = None, seed: int = 0) -> dict:
     """Compute and write the analysis of ``sweep_dir`` (see the module docstring).
@@ -118,26 +139,38 @@ def analyze_sweep(sweep_dir: str | Path, settings: AnalysisSettings = AnalysisSe
     sweep_dir = Path(sweep_dir)
     runs = load_sweep_results(sweep_dir)
     rng = np.random.default_rng(seed)
-    groups = by_group(runs)
+    models: dict[str, list[RunResults]] = {}
+    for r in runs:
+        models.setdefault(r.model, []).append(r)
+    cells: dict[tuple, list[RunResults]] = {}
+    for r in runs:
+        cells.setdefault((r.model, r.num_train), []).append(r)
     analysis = {
         "settings": to_dict(settings),
         "runs": [r.name for r in runs],
         "missing": sorted(set(planned or []) - {r.name for r in runs}),
-        "per_size": [per_size_row(r, settings.t_main) for r in runs],
-        "transitions": {name: _transitions(g, settings, rng) for name, g in groups.items()
-                        if len(g) > 1},
-        "histograms": _histograms(groups),
-        "examples": {r.name: r.examples for g in groups.values() for r in (g[0], g[-1])},
+        "per_size": [size_row(group, settings.t_main, rng, settings.bootstrap)
+                     for _, group in sorted(cells.items())],
+        "per_run": [run_row(r, settings.t_main) for r in runs],
+        "transitions": {m: t for m, group in models.items()
+                        if (t := transitions(group, settings, rng)) is not None},
+        "histograms": _histograms(runs),
+        "examples": {r.name: r.examples for g in models.values() for r in (g[0], g[-1])},
         "samples": {r.name: r.samples for r in runs},
     }
+    _write(sweep_dir, runs, analysis)
+    return analysis
+
+
+def _write(sweep_dir: Path, runs: list[RunResults], analysis: dict) -> None:
     out = make_dir(sweep_dir / "analysis")
     write_csv(out / "per_size.csv", [_flat(row) for row in analysis["per_size"]])
+    write_csv(out / "per_run.csv", [_flat(row) for row in analysis["per_run"]])
     write_csv(out / "recovery_vs_size.csv",
               [row for r in runs for row in _curve_rows(r, "recovery_stochastic", "t")])
     write_csv(out / "basins.csv",
               [row for r in runs for row in _curve_rows(r, "recovery_deterministic", "fraction")])
     write_json(out / "analysis.json", analysis)        # last: its presence means complete
-    return analysis
 
 
 def _flat(row: dict, prefix: str = "") -> dict:
@@ -145,6 +178,6 @@ def _flat(row: dict, prefix: str = "") -> dict:
     for k, v in row.items():
         if isinstance(v, dict):
             out.update(_flat(v, f"{prefix}{k}_"))
-        else:
+        elif not isinstance(v, list):
             out[f"{prefix}{k}"] = v
     return out

@@ -33,6 +33,10 @@ class RunResults:
     stochastic: dict = field(default_factory=dict)
     # generate probe: group ("train", "test", "generated") -> (n,) sequence entropy at t -> 0
     entropies: dict = field(default_factory=dict)
+    tokens: dict = field(default_factory=dict)           # the same groups -> (n,) real tokens
+    # entropy probe: split -> score -> (n,) membership score (higher = member)
+    scores: dict = field(default_factory=dict)
+    token_entropy: dict = field(default_factory=dict)    # split -> (n,) nats per token
     samples: list = field(default_factory=list)          # a few generated texts
     examples: dict = field(default_factory=dict)         # probe -> {level_name, records}
 
@@ -92,7 +96,11 @@ def _load_run_results(run_dir: Path, probes: Path) -> RunResults:
     gen_rows = _probe_rows(probes / "generate.jsonl", splits=("train", "generated"))
     for r in gen_rows:
         res.entropies.setdefault(r["split"], []).append(r["sequence_entropy"])
+        res.tokens.setdefault(r["split"], []).append(r["n_real"])
     res.entropies = {k: np.array(v, dtype=float) for k, v in res.entropies.items()}
+    res.tokens = {k: np.array(v, dtype=float) for k, v in res.tokens.items()}
+    _membership(res, _probe_rows(probes / "entropy.jsonl"),
+                res.probes["entropy"]["config"]["entropy_times"][0])
     res.samples = [{k: r.get(k) for k in ("text", "category", "distance", "compared",
                                           "sequence_entropy")}
                    for r in gen_rows if r["split"] == "generated"][:8]
@@ -102,6 +110,19 @@ def _load_run_results(run_dir: Path, probes: Path) -> RunResults:
             res.examples[name] = {"level_name": res.probes[name].get("level_name", "level"),
                                   "records": read_json(path)}
     return res
+
+
+def _membership(res: RunResults, rows: list[dict], t: float) -> None:
+    """Per split: the membership scores and token entropies of the entropy probe at time t."""
+    from attractor.probes.entropy import membership_scores
+
+    for split in ("train", "test"):
+        sel = [r for r in rows if r["split"] == split and r["t"] == t]
+        columns = {"token_entropy": np.array([[r["mean_token_entropy"]] for r in sel]),
+                   **{k: np.array([r[k] for r in sel], dtype=float)
+                      for k in ("nelbo", "n_real", "min_k_logprob", "zlib_bits")}}
+        res.scores[split] = membership_scores(columns)
+        res.token_entropy[split] = columns["token_entropy"][:, 0]
 
 
 def load_sweep_results(sweep_dir: Path) -> list[RunResults]:

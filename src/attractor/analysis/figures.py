@@ -45,6 +45,9 @@ def recovery_vs_size(analysis_dir: Path) -> bytes:
                 ax.plot(n, m, style, color=color, marker="o", ms=3, alpha=max(0.3, 1 - 0.3 * mi),
                         label=f"{model} {split}")
                 ax.fill_between(n, lo, hi, color=color, alpha=0.15)
+                if split == "test" and any(r.get("unigram") not in (None, "") for r in sel):
+                    ax.plot(n, [_num(r.get("unigram")) for r in sel], ":", color="grey",
+                            label=f"{model} unigram denoiser")
         ax.set_xscale("log")
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"t = {t:g}")
@@ -134,18 +137,24 @@ def _stat(rows: list[dict], key: str, q: str) -> np.ndarray:
     return np.array([_num(r[key][q]) for r in rows])
 
 
+def _yerr(m: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> list[np.ndarray]:
+    """Error bars of a point and its percentile interval; a biased statistic (the KS distance
+    of resampled data runs high) can sit outside its interval, so negative bars become 0."""
+    return [np.maximum(m - lo, 0.0), np.maximum(hi - m, 0.0)]
+
+
 def entropy_vs_size(analysis: dict) -> bytes:
     """Fig. 5: mean token entropy of training and generated sequences, and the gap."""
     plt = pyplot()
     rows = analysis["per_size"]
     fig, (ax, ax_gap) = plt.subplots(1, 2, figsize=(9, 3.4))
-    for mi, model in enumerate(sorted({_series(r) for r in rows})):
-        sel = [r for r in rows if _series(r) == model]
+    for mi, model in enumerate(sorted({r["model"] for r in rows})):
+        sel = [r for r in rows if r["model"] == model]
         n = np.array([r["num_train"] for r in sel], dtype=float)
         for key, color, label in (("train_token_entropy", TRAIN_COLOR, "train"),
                                   ("generated_token_entropy", GENERATED_COLOR, "generated")):
             m = _stat(sel, key, "mean")
-            ax.errorbar(n, m, yerr=[m - _stat(sel, key, "lo"), _stat(sel, key, "hi") - m],
+            ax.errorbar(n, m, yerr=_yerr(m, _stat(sel, key, "lo"), _stat(sel, key, "hi")),
                         marker="o", ms=3, color=color, alpha=max(0.3, 1 - 0.3 * mi),
                         label=f"{model} {label}")
         ax_gap.plot(n, _stat(sel, "token_entropy_gap", "mean"), marker="o", ms=3, label=model)
@@ -168,16 +177,19 @@ def transition_diagnostics(analysis: dict) -> bytes:
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.3))
     eps = analysis["settings"]["recovery_eps"]
     ks_level = analysis["settings"]["ks_level"]
-    for model in sorted({_series(r) for r in analysis["per_size"]}):
-        sel = [r for r in analysis["per_size"] if _series(r) == model]
+    for model in sorted({r["model"] for r in analysis["per_size"]}):
+        sel = [r for r in analysis["per_size"] if r["model"] == model]
         n = [r["num_train"] for r in sel]
         gap = _stat(sel, "train_recovery", "mean") - _stat(sel, "test_recovery", "mean")
         axes[0].plot(n, gap, marker="o", ms=3, label=model)
-        axes[1].plot(n, [r["ks_train_vs_generated"] for r in sel], marker="o", ms=3, label=model)
-        auc = _stat(sel, "membership_auroc", "mean")
-        axes[2].errorbar(n, auc, yerr=[auc - _stat(sel, "membership_auroc", "lo"),
-                                       _stat(sel, "membership_auroc", "hi") - auc],
+        ks = _stat(sel, "ks_train_vs_generated", "mean")
+        axes[1].errorbar(n, ks, yerr=_yerr(ks, _stat(sel, "ks_train_vs_generated", "lo"),
+                                           _stat(sel, "ks_train_vs_generated", "hi")),
                          marker="o", ms=3, label=model)
+        auc = np.array([_num(r["membership"]["scores"]["entropy"]["auroc"]["mean"]) for r in sel])
+        lo = np.array([_num(r["membership"]["scores"]["entropy"]["auroc"]["lo"]) for r in sel])
+        hi = np.array([_num(r["membership"]["scores"]["entropy"]["auroc"]["hi"]) for r in sel])
+        axes[2].errorbar(n, auc, yerr=_yerr(auc, lo, hi), marker="o", ms=3, label=model)
     axes[0].axhspan(-eps, eps, color="grey", alpha=0.2)
     axes[0].set_ylabel(f"train - test recovery (t = {analysis['settings']['t_main']:g})")
     axes[1].axhline(ks_level, color="grey", ls="--")
@@ -188,4 +200,61 @@ def transition_diagnostics(analysis: dict) -> bytes:
         a.set_xscale("log")
         a.set_xlabel("training sequences")
         a.legend(fontsize=7)
+    return png(fig)
+
+
+def _estimate_point(e: dict, sizes: list[int]) -> tuple[float, float, float, bool]:
+    """(value, lo, hi, censored) of an estimate for plotting, censored ends drawn at the grid."""
+    value = {"estimated": e["value"], "left_censored": sizes[0],
+             "right_censored": sizes[-1]}.get(e["status"], math.nan)
+    lo = sizes[0] if e["lo_censored"] else _num(e["lo"])
+    hi = sizes[-1] if e["hi_censored"] else _num(e["hi"])
+    return _num(value), lo, hi, e["status"] != "estimated"
+
+
+def threshold_curves(analysis: dict) -> bytes:
+    """Each transition estimate against its threshold (eps; KS level), one line per model."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.4), sharey=True)
+    for model, tr in analysis["transitions"].items():
+        for ax, key in zip(axes, ("recovery", "entropy_only")):
+            ests = tr[key]["by_threshold"]
+            x = [e["threshold"] for e in ests]
+            pts = [_estimate_point(e, tr["sizes"]) for e in ests]
+            v, lo, hi = (np.array([p[i] for p in pts], dtype=float) for i in range(3))
+            line, = ax.plot(x, v, marker="o", ms=4, label=model)
+            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15)
+            censored = np.array([p[3] for p in pts])
+            ax.plot(np.array(x)[censored], v[censored], "o", ms=7, mfc="white",
+                    color=line.get_color())
+    axes[0].set_xlabel("eps: train - test recovery at most")
+    axes[1].set_xlabel("KS level of train vs generated entropy")
+    axes[0].set_ylabel("transition: training sequences")
+    for ax in axes:
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    return png(fig)
+
+
+def membership_vs_size(analysis: dict) -> bytes:
+    """AUROC (95% interval) of every membership score against training size, per model."""
+    plt = pyplot()
+    models = sorted({r["model"] for r in analysis["per_size"]})
+    fig, axes = plt.subplots(1, len(models), figsize=(5.0 * len(models), 3.4), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        sel = [r for r in analysis["per_size"] if r["model"] == model]
+        n = np.array([r["num_train"] for r in sel], dtype=float)
+        for score in sel[0]["membership"]["scores"]:
+            a = [r["membership"]["scores"][score]["auroc"] for r in sel]
+            m = np.array([_num(x["mean"]) for x in a])
+            ax.plot(n, m, marker="o", ms=3, label=score)
+            ax.fill_between(n, [_num(x["lo"]) for x in a], [_num(x["hi"]) for x in a],
+                            alpha=0.12)
+        ax.axhline(0.5, color="grey", ls=":", lw=1)
+        ax.set_xscale("log")
+        ax.set_ylim(0.3, 1.02)
+        ax.set_title(model)
+        ax.set_xlabel("training sequences")
+        ax.set_ylabel("membership AUROC")
+        ax.legend(fontsize=7)
     return png(fig)

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from attractor.analysis import figures
+from attractor.analysis import figures, tables
 from attractor.errors import require
 from attractor.io import read_json
-from attractor.probes.tables import ci
 from attractor.report.html import figure, heading, paragraph, preformatted, table, write_page
 
 EXPECTATION = ("Paper's expectation (§5, Figs. 4-5): with few training sequences both the training "
@@ -20,59 +19,27 @@ EXPECTATION = ("Paper's expectation (§5, Figs. 4-5): with few training sequence
                "generated a little above train (the entropy gap).")
 
 
-def _size(x) -> str:
-    return "not reached" if x is None else f"{x:,.0f}"
-
-
 def _transition_blocks(analysis: dict) -> list[str]:
-    blocks = [heading("Where does the model stop memorising?"),
-              paragraph("Two independent estimates of the transition, each with a 95% bootstrap "
-                        "interval over sequences. The first needs held-out data (token recovery "
-                        "of train vs test); the second uses only the model's own generations "
-                        "(conditional entropy of train vs generated sequences).")]
-    rows = []
-    for model, transitions in analysis["transitions"].items():
-        for key, est in transitions.items():
-            if key == "agreement":
-                continue
-            hi = "beyond the grid" if est["hi"] is None else _size(est["hi"])
-            rows.append({"model": model, "estimate": key, "training size": _size(est["value"]),
-                         "95% interval": f"{_size(est['lo'])} – {hi}",
-                         "replicates crossing": est["reached_fraction"],
-                         "criterion": est["criterion"]})
-        if transitions:
-            ag = transitions["agreement"]
-            rows.append({"model": model, "estimate": "agreement (entropy vs recovery)",
-                         "training size": "–" if ag["log10_ratio"] is None
-                         else f"{ag['log10_ratio']:+.2f} decades",
-                         "95% interval": {True: "intervals overlap", False: "intervals disjoint",
-                                          None: ag.get("note", "")}[ag["intervals_overlap"]],
-                         "replicates crossing": "", "criterion": ""})
-    return blocks + [table(rows)]
+    return [heading("Where does the model stop memorising?"),
+            paragraph("Two independent estimates of the transition. The first needs held-out "
+                      "data (token recovery of train vs test); the second uses only the model's "
+                      "own generations (conditional entropy of train vs generated sequences). "
+                      "Each is computed over the training sizes every seed has finished, and "
+                      "also over a grid of thresholds (figure below): an estimate that moves "
+                      "with its threshold is only as precise as that range. A censored "
+                      "estimate lies outside the grid of sizes; 'not identified' means there "
+                      "was no transition to place."),
+            table(tables.transition_rows(analysis))]
 
 
-def _per_size_table(analysis: dict) -> str:
-    rows = []
-    for r in analysis["per_size"]:
-        cats = r.get("generated_categories") or {}
-        rows.append({
-            "model": r["model"], "seed": r["seed"], "n train": r["num_train"],
-            "NELBO train / test": f"{r['train_nelbo'] or float('nan'):.3f} / "
-                                  f"{r['test_nelbo'] or float('nan'):.3f}",
-            f"recovery train (t={r['t']:g})": ci(r["train_recovery"]),
-            "recovery test": ci(r["test_recovery"]),
-            "token entropy train": ci(r["train_token_entropy"]),
-            "token entropy generated": ci(r["generated_token_entropy"]),
-            "gap": ci(r["token_entropy_gap"]),
-            "KS train vs gen": r["ks_train_vs_generated"],
-            "membership AUROC (low H)": ci(r["membership_auroc"]),
-            "Spearman(H, recovery)": r["spearman_entropy_vs_recovery"],
-            "generated: copies / novel valid / invalid":
-                f"{cats.get('exact_copy', 0) + cats.get('near_copy', 0):.2f} / "
-                f"{cats.get('novel_grammatical', 0):.2f} / "
-                f"{cats.get('novel_ungrammatical', 0):.2f}",
-        })
-    return table(rows)
+def _membership_blocks(analysis: dict) -> list[str]:
+    return [heading("Which score tells training sequences from unseen ones?"),
+            paragraph("Per-sequence membership scores (higher = member): minus the conditional "
+                      "entropy (the paper's probe), minus the NELBO (the loss attack), Min-K% "
+                      "log-probability, minus the zlib-calibrated NELBO, and token recovery at "
+                      "the transition's t. AUROC 0.5 is chance. A TPR 'at FPR 0' means the "
+                      "held-out sequences were too few to resolve the target rate.", "note"),
+            table(tables.membership_rows(analysis))]
 
 
 def _sample_blocks(analysis: dict) -> list[str]:
@@ -101,13 +68,17 @@ def _figure_blocks(sweep_dir: Path, analysis: dict) -> list[str]:
     figs = [
         ("Token recovery vs training size (Fig. 2): train solid, test dashed, 95% CI.",
          figures.recovery_vs_size(adir)),
-        ("Basins (Figs. 1/9): greedy recovery vs fraction of corrupted tokens.",
+        ("Basins (Figs. 1/9): zero-temperature recovery vs fraction of corrupted tokens.",
          figures.basins(adir)),
         ("Average token entropy of training and generated sequences, and the gap (Fig. 5).",
          figures.entropy_vs_size(analysis)),
         ("Transition diagnostics: recovery gap (band: ±eps), KS distance of the entropy "
-         "distributions, membership AUROC of low entropy.",
+         "distributions, membership AUROC of low entropy; 95% intervals.",
          figures.transition_diagnostics(analysis)),
+        ("Each transition estimate against its threshold, with 95% intervals; hollow markers: "
+         "censored (drawn at the edge of the grid).", figures.threshold_curves(analysis)),
+        ("Membership AUROC of every score against training size.",
+         figures.membership_vs_size(analysis)),
     ]
     for series in analysis["histograms"]:
         figs.append((f"{series}: entropy of recovered vs unrecovered tokens at t = {t:g} "
@@ -136,12 +107,14 @@ def render_sweep_report(sweep_dir: str | Path) -> Path:
         blocks.append(paragraph(f"Not finished yet, so not in this report: "
                                 f"{', '.join(analysis['missing'])}.", "note"))
     blocks += [*_transition_blocks(analysis), heading("Every training size"),
-               paragraph(EXPECTATION, "note"), _per_size_table(analysis)]
+               paragraph(EXPECTATION, "note"), table(tables.per_size_rows(analysis)),
+               *_membership_blocks(analysis)]
     blocks += _figure_blocks(sweep_dir, analysis)
     blocks += _sample_blocks(analysis) + _example_blocks(analysis)
     blocks += [heading("Data behind the figures"),
-               paragraph("analysis/analysis.json, per_size.csv, recovery_vs_size.csv and "
-                         "basins.csv in this directory; each run's probe files under "
+               paragraph("analysis/analysis.json, per_size.csv, per_run.csv, "
+                         "recovery_vs_size.csv and basins.csv in this directory; each run's "
+                         "probe files (and its own report, intervals over sequences) under "
                          "runs/<name>/probes/."),
                heading("Sweep configuration", 3), preformatted(str(cfg))]
     return write_page(sweep_dir / "report.html", "Memorisation to generalisation: sweep report",

@@ -34,11 +34,12 @@ def _configs(args: argparse.Namespace, names: list[str]) -> dict:
 def _print(name: str, data: dict) -> None:
     from attractor.probes.registry import PROBES
 
-    rows = PROBES[name].table(data)
     print(f"{name}:")
-    for row in rows:
-        print("  " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                               for k, v in row.items()))
+    for caption, rows in PROBES[name].tables(data):
+        print(f"  {caption}")
+        for row in rows:
+            print("    " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                     for k, v in row.items()))
     t = data["timing"]
     print(f"  {t['sequences_per_s']:.1f} sequences/s, {100 * t['forward_fraction']:.0f}% of "
           f"{t['wall_s']:.1f} s in forward passes")

@@ -22,6 +22,8 @@ class ModelConfig:
     mlp_ratio: int = setting(4, help="MLP width / hidden width")
     dropout: float = setting(0.1, help="dropout of the DiT")
     time_features: int = setting(256, help="width of the sinusoidal embedding of sigma_t")
+    time_conditioning: bool = setting(True, help="condition on sigma_t; off, the denoiser sees "
+                                      "sigma = 0 at every t (MDLM's released checkpoints)")
 
     def __post_init__(self) -> None:
         for name in ("hidden", "blocks", "heads", "cond_dim", "mlp_ratio", "time_features"):

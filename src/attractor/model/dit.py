@@ -11,7 +11,10 @@ prediction of the clean token at every position (paper eqs. 4-5).
     logits = Linear(LN(h) (1 + s) + b)                zero-initialised, so x_theta starts uniform
 
 LayerNorms run in float32 even under bf16 autocast. Pads are attended to (no attention mask), as in
-Duo; they are only excluded from the loss.
+Duo; they are only excluded from the loss. With ``ModelConfig.time_conditioning`` off, sigma_t is
+replaced by 0 before the time embedding, as MDLM does, so c is one learned constant vector.
+The layout and conventions are those of the Duo/UDLM/MDLM DiT, whose released checkpoints load
+through :mod:`attractor.adapters` (docs/checkpoints.md).
 """
 
 from __future__ import annotations
@@ -151,6 +154,8 @@ class DiT(nn.Module):
 
     def forward(self, zt: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """zt (B, L) int64, sigma (B,) float -> logits (B, L, K)."""
+        if not self.cfg.time_conditioning:     # MDLM-style: one conditioning vector for every t
+            sigma = torch.zeros_like(sigma)
         h = self.embedding[zt]                                              # (B, L, d)
         c = self.time(sigma)                                                # (B, cond)
         rotary = self._rotary(zt.shape[1], zt.device)

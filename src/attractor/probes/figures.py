@@ -50,9 +50,14 @@ def recovery_curves(result: dict) -> bytes:
         hi = np.array([np.nan if s["hi"] is None else s["hi"] for s in stats], dtype=float)
         ax.plot(levels, mean, style, marker="o", color=COLORS[split], label=split)
         ax.fill_between(levels, lo, hi, color=COLORS[split], alpha=0.2, linewidth=0)
+        base = [e[split].get("unigram_recovery", {}).get("mean") for e in result["summary"]]
+        if any(b is not None for b in base):
+            ax.plot(levels, [np.nan if b is None else b for b in base], ":", color=COLORS[split],
+                    linewidth=1, label=f"{split}, unigram denoiser")
     if name == "fraction":
         ax.set_xlabel("fraction of corrupted tokens")
-        ax.set_title(f"Deterministic retrieval (greedy, t = {result['config']['t']})")
+        ax.set_title(f"Deterministic retrieval ({result['config']['dynamics']}, "
+                     f"t = {result['config']['t']})")
     else:
         ax.set_xlabel("diffusion time t of the corruption and of the start")
         ax.set_title("Stochastic retrieval")
@@ -98,7 +103,29 @@ def entropy(result: dict) -> list[tuple[str, bytes]]:
         ax.set_xlabel("sequence conditional entropy (nats)")
         ax.legend()
     axes[0][0].set_ylabel("density")
-    return [("sequence conditional entropy, train vs test", png(fig))]
+    return [("sequence conditional entropy, train vs test", png(fig)),
+            ("ROC of each membership score, training vs held-out sequences (log-log)",
+             roc_curves(result["membership"]["scores"]))]
+
+
+def roc_curves(scores: dict) -> bytes:
+    """TPR against FPR of each membership score on log-log axes, with the chance diagonal."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(4.4, 3.8))
+    floor = min((1.0 / max(e["nonmembers"], 1) for e in scores.values()), default=1e-3)
+    for name, e in scores.items():
+        if "roc" not in e:
+            continue
+        fpr = np.maximum(np.asarray(e["roc"]["fpr"]), floor / 2)
+        tpr = np.maximum(np.asarray(e["roc"]["tpr"]), floor / 2)
+        ax.plot(fpr, tpr, drawstyle="steps-post", label=f"{name} (AUC {e['auroc']['mean']:.2f})")
+    ax.plot([floor / 2, 1], [floor / 2, 1], ":", color=CONTROL_COLOR, label="chance")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("false-positive rate (held-out called member)")
+    ax.set_ylabel("true-positive rate")
+    ax.legend(fontsize=7)
+    return png(fig)
 
 
 def generate(result: dict) -> list[tuple[str, bytes]]:

@@ -2,8 +2,10 @@
 and the ground truth the paper lacks: are they copies of training sequences?
 
 1. Generate from the uniform prior with the reverse process from t0 = 1 (:func:`sampler.generate`).
-2. Sequence conditional entropy (eq. 13) at t = 1e-5 of the samples and of training sequences
-   (the clean ids conditioned on sigma(t)); the entropy gap = mean(generated) - mean(train).
+2. In pad mode each sample is cut at its first EOS (what follows becomes padding, as in the
+   training sequences). Sequence conditional entropy (eq. 13) at t = 1e-5 of the samples and of
+   training sequences (the clean ids conditioned on sigma(t)), summed over the real (non-pad)
+   positions of both; the entropy gap = mean(generated) - mean(train).
 3. For each sample, the nearest training sequence by Hamming distance over the positions that are
    real (not padding) in either sequence: an exact copy (distance 0), a near copy (distance at
    most ``near_copy`` times that length) or novel; where the corpus has a checker of valid
@@ -211,8 +213,10 @@ def run_generate(run, config: GenerateConfig, generator: torch.Generator,
     denoiser = common.TimedDenoiser(run.denoiser(), run.device)
     rng = common.numpy_generator(generator)
     start = time.perf_counter()
-    samples = _sample(denoiser, run, config, generator, progress)               # (G, L)
-    s_mask = samples != run.dataset.pad_id
+    # In pad mode whatever follows a sample's first EOS is not part of it (the model may never
+    # have been trained there): compare and score the sentence, as the training sequences are.
+    samples = run.dataset.canonical(_sample(denoiser, run, config, generator, progress))
+    s_mask = samples != run.dataset.pad_id                                      # (G, L)
     splits = common.pick_sequences(run, config.num_reference, generator)
     ref = {"splits": splits, "distance": _reference_distance(run, splits)}
     h = {"generated": _seq_entropy(denoiser, run, samples, s_mask, config)}

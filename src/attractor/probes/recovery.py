@@ -1,23 +1,16 @@
-"""Token recovery, eq. (12), and the retrieval experiments 1 and 2 (paper Figs. 1-3).
+"""Token recovery, eq. (12), and the core of the retrieval experiments 1 and 2 (Figs. 1-3).
 
     R(x, x_hat) = (1 / |C|) sum_{l in C} delta(x_hat^l, x^l),   C = {l real : z_t^l != x^l}
 
-the fraction of the positions that the corruption changed which the reverse process returns to
-the original token (per sequence; NaN when nothing changed). Corruption touches real tokens only.
+the fraction of the positions that the corruption changed which the retrieval returns to the
+original token (per sequence; NaN when nothing changed). Corruption touches real tokens only.
+:mod:`attractor.probes.experiments` says how each experiment corrupts and retrieves.
 
-Both experiments share one core, :func:`run_recovery`; a config says how to corrupt, where the
-reverse process starts and which dynamics it runs:
-
-Experiment 1 (:class:`DeterministicConfig`, Fig. 1): exactly n = max(1, round(f * real tokens))
-positions are changed (``corrupt_exactly``) for each fraction f of a grid, and greedy dynamics run
-from a FIXED diffusion time t (default 0.25): the basin curves of train vs test sequences.
-
-Experiment 2 (:class:`StochasticConfig`, Figs. 2-3): z_t ~ q(z_t | x) of eq. (1) for each t of a
-grid and the ancestral reverse process from that same t.
-
-Beside recovery, both record the conditional entropy (eq. 13) of the recovered and unrecovered
-tokens, taken from the denoiser's prediction at the START of the reverse process,
-p_theta(x0 | z_t) at t (Fig. 3B).
+Beside recovery the probe records the conditional entropy (eq. 13) of the recovered and
+unrecovered tokens, taken from the denoiser's prediction at the START of the retrieval,
+p_theta(x0 | z_t) at t (Fig. 3B), and the recovery of a unigram denoiser (x_theta = the
+training tokens' frequencies, whatever the input) under the same dynamics and corruption: the
+level below which recovery says nothing (a uniform denoiser's is ~1/K, uninformative).
 """
 
 from __future__ import annotations
@@ -25,101 +18,15 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from attractor.config import check, setting
-from attractor.forward import corrupt_exactly, q_xt
 from attractor.probes import common
 from attractor.probes.entropy import clean_entropy
 from attractor.probes.stats import auroc, ratio, spearman, summarize
-from attractor.sampler import SamplerConfig, reverse_process
-
-SAMPLER_T_MIN = SamplerConfig().t_min
-
-
-def _check_shared(cfg) -> None:
-    check(cfg.num_sequences >= 1, "num_sequences", "must be at least 1")
-    check(cfg.reverse_steps >= 1, "reverse_steps", "must be at least 1")
-    check(cfg.examples >= 0, "examples", "must be >= 0")
-
-
-@dataclass(frozen=True)
-class DeterministicConfig:
-    """Experiment 1: corrupt exactly a fraction of the tokens, greedy dynamics from a fixed t."""
-
-    LEVEL: ClassVar[str] = "fraction"
-
-    fractions: tuple[float, ...] = setting((0.05, 0.1, 0.2, 0.3, 0.4, 0.5),
-                                           help="corrupted fractions of the real tokens")
-    t: float = setting(0.25, help="the fixed diffusion time the reverse process starts from")
-    num_sequences: int = setting(64, help="training and test sequences each, at most")
-    reverse_steps: int = setting(100, help="steps of the reverse process")
-    examples: int = setting(3, help="sequences per split kept as examples for the report")
-    common: common.CommonSettings = setting(help="batching and bootstrap",
-                                            factory=common.CommonSettings)
-
-    def __post_init__(self) -> None:
-        common.check_times(self.fractions, "fractions")
-        common.check_times((self.t,), "t")
-        check(self.t > SAMPLER_T_MIN, "t", f"must exceed the sampler's t_min {SAMPLER_T_MIN}")
-        _check_shared(self)
-
-    @property
-    def levels(self) -> tuple[float, ...]:
-        return self.fractions
-
-    @property
-    def sampler(self) -> SamplerConfig:
-        return SamplerConfig(steps=self.reverse_steps, dynamics="greedy", final="ancestral")
-
-    def corrupt(self, x0, mask, levels, schedule, vocab_size, generator) -> torch.Tensor:
-        """x0, mask (R, L), levels (R,) fractions -> z_t (R, L) with exactly n changed tokens."""
-        n = torch.floor(levels * mask.sum(-1).to(torch.float64) + 0.5).clamp_min(1).long()
-        return corrupt_exactly(x0, n, vocab_size, generator, allowed=mask)
-
-    def start_times(self, levels: torch.Tensor) -> torch.Tensor:
-        return torch.full_like(levels, self.t)
-
-
-@dataclass(frozen=True)
-class StochasticConfig:
-    """Experiment 2: corrupt by eq. (1) at t, the ancestral reverse process from that t."""
-
-    LEVEL: ClassVar[str] = "t"
-
-    times: tuple[float, ...] = setting((0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5),
-                                       help="noise levels t of the corruption and the start")
-    num_sequences: int = setting(64, help="training and test sequences each, at most")
-    reverse_steps: int = setting(100, help="steps of the reverse process")
-    examples: int = setting(3, help="sequences per split kept as examples for the report")
-    common: common.CommonSettings = setting(help="batching and bootstrap",
-                                            factory=common.CommonSettings)
-
-    def __post_init__(self) -> None:
-        common.check_times(self.times, "times")
-        check(min(self.times) > SAMPLER_T_MIN, "times",
-              f"must exceed the sampler's t_min {SAMPLER_T_MIN}")
-        _check_shared(self)
-
-    @property
-    def levels(self) -> tuple[float, ...]:
-        return self.times
-
-    @property
-    def sampler(self) -> SamplerConfig:
-        return SamplerConfig(steps=self.reverse_steps, dynamics="ancestral", final="ancestral")
-
-    def corrupt(self, x0, mask, levels, schedule, vocab_size, generator) -> torch.Tensor:
-        """x0, mask (R, L), levels (R,) times -> z_t ~ q(z_t | x0) (R, L); pads stay."""
-        zt = q_xt(x0, schedule.alpha(levels), vocab_size, generator)
-        return torch.where(mask, zt, x0)
-
-    def start_times(self, levels: torch.Tensor) -> torch.Tensor:
-        return levels
+from attractor.retrieval import OUTCOMES
 
 
 def changed_positions(x0: torch.Tensor, zt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -158,26 +65,47 @@ def _batch(run, config, generator: torch.Generator) -> Batch:
     return Batch(split, ids, level, x0, mask)
 
 
-def _denoise(denoiser, zt: torch.Tensor, t0: torch.Tensor, run, config,
-             generator: torch.Generator, progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reverse processes over all rows in chunks, and start-time token entropies (R, L)."""
+def unigram_denoiser(run):
+    """A denoiser that ignores its input: logits log p(k), the frequency of each id among the
+    real tokens of the training sequences (add-1/2 smoothed). (zt (B, L), sigma) -> (B, L, K)."""
+    counts = torch.bincount(run.train_sequences[run.dataset.loss_mask[run.train_ids]],
+                            minlength=run.vocab_size).to(torch.float32) + 0.5
+    log_p = (counts / counts.sum()).log().to(run.device)
+
+    def denoise(zt: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        return log_p.expand(*zt.shape, run.vocab_size)
+
+    return denoise
+
+
+def _denoise(denoiser, zt: torch.Tensor, t0: torch.Tensor, mask: torch.Tensor, run, config,
+             generator: torch.Generator, progress: bool) -> dict:
+    """Retrieval over all rows in chunks, changing real positions (``mask``) only: {"x_hat",
+    "entropy" (start-time, (R, L)), extras of the dynamics ((R,) each), and "x_unigram" (the
+    unigram denoiser's retrieval)}."""
     rows = common.chunk_rows(config.common.max_batch, zt.shape[1], run.vocab_size)
     gen = common.device_generator(generator, run.device)
-    outs, ents = [], []
+    unigram = unigram_denoiser(run) if config.unigram_baseline else None
+    parts: dict[str, list] = {}
     bar = tqdm(total=len(zt), desc=f"recovery from {config.LEVEL}", unit="seq",
                disable=not progress, dynamic_ncols=True)
     for sl in common.chunks(len(zt), rows):
-        z, t = zt[sl].to(run.device), t0[sl].to(run.device)
-        ents.append(clean_entropy(denoiser, z, t, run.schedule).cpu())
-        outs.append(reverse_process(denoiser, z, t, run.schedule, gen, config.sampler).cpu())
+        z, t, free = (v[sl].to(run.device) for v in (zt, t0, mask))
+        out = {"entropy": clean_entropy(denoiser, z, t, run.schedule)}
+        out["x_hat"], extras = config.retrieve(denoiser, z, t, run.schedule, gen, free)
+        out.update(extras)
+        if unigram is not None:
+            out["x_unigram"] = config.retrieve(unigram, z, t, run.schedule, gen, free)[0]
+        for key, value in out.items():
+            parts.setdefault(key, []).append(value.cpu())
         bar.update(sl.stop - sl.start)
     bar.close()
-    return torch.cat(outs), torch.cat(ents)
+    return {key: torch.cat(values) for key, values in parts.items()}
 
 
-def _row_records(batch: Batch, zt, x_hat, ent, level_name: str, vocab_size: int) -> list:
+def _row_records(batch: Batch, zt, out: dict, level_name: str, vocab_size: int) -> list:
     """Per-(sequence, level) numbers for the JSON-lines file."""
-    x0, mask = batch.x0, batch.mask
+    x0, mask, x_hat, ent = batch.x0, batch.mask, out["x_hat"], out["entropy"]
     changed = changed_positions(x0, zt, mask)
     same = x_hat == x0
     kept = mask & ~changed
@@ -191,7 +119,12 @@ def _row_records(batch: Batch, zt, x_hat, ent, level_name: str, vocab_size: int)
         "entropy_recovered_sum": (h * hit).sum(-1), "entropy_unrecovered_sum": (h * miss).sum(-1),
         "sequence_entropy": (ent * mask).sum(-1),
     }
+    if "x_unigram" in out:
+        cols["unigram_recovery"] = token_recovery(x0, out["x_unigram"], changed)
+    cols.update({k: out[k] for k in ("iterations", "cycle_length") if k in out})
     cols = {k: v.tolist() for k, v in cols.items()}
+    if "outcome" in out:
+        cols["outcome"] = [OUTCOMES[o] for o in out["outcome"].tolist()]
     return [{"split": split, "id": int(i), level_name: float(lv), **{k: cols[k][r] for k in cols}}
             for r, (split, i, lv) in enumerate(zip(batch.split, batch.ids, batch.level))]
 
@@ -205,7 +138,7 @@ def _split_stats(sel: list, rng: np.random.Generator, n: int) -> dict:
                                         "exact", "entropy_recovered_sum",
                                         "entropy_unrecovered_sum")}
     misses = col["n_changed"] - col["n_recovered"]
-    return {
+    out = {
         "recovery": summarize(col["recovery"], rng, n),
         "token_recovery": summarize(np.stack([col["n_recovered"], col["n_changed"]], 1), rng, n,
                                     ratio),
@@ -216,6 +149,14 @@ def _split_stats(sel: list, rng: np.random.Generator, n: int) -> dict:
         "entropy_unrecovered": summarize(np.stack([col["entropy_unrecovered_sum"], misses], 1),
                                          rng, n, ratio),
     }
+    if sel and "unigram_recovery" in sel[0]:
+        out["unigram_recovery"] = summarize(_column(sel, "unigram_recovery"), rng, n)
+    if sel and "outcome" in sel[0]:
+        for outcome in OUTCOMES:
+            out[outcome] = summarize(np.array([r["outcome"] == outcome for r in sel], float),
+                                     rng, n)
+        out["iterations"] = summarize(_column(sel, "iterations"), rng, n)
+    return out
 
 
 def _summaries(rows: list, config, rng: np.random.Generator) -> list:
@@ -236,12 +177,12 @@ def _summaries(rows: list, config, rng: np.random.Generator) -> list:
     return out
 
 
-def _token_histograms(batch: Batch, zt, x_hat, ent, config, vocab_size: int) -> dict:
+def _token_histograms(batch: Batch, zt, out: dict, config, vocab_size: int) -> dict:
     """Normalised start-time entropies of recovered vs unrecovered tokens, per level and split
     (Fig. 3B)."""
     changed = changed_positions(batch.x0, zt, batch.mask)
-    hit = changed & (x_hat == batch.x0)
-    h = ent / math.log(vocab_size)
+    hit = changed & (out["x_hat"] == batch.x0)
+    h = out["entropy"] / math.log(vocab_size)
     out = {}
     for level in config.levels:
         out[str(level)] = {}
@@ -268,7 +209,8 @@ def _examples(batch: Batch, zt, x_hat, per_split: int) -> list:
 
 def run_recovery(run, config, generator: torch.Generator,
                  progress: bool = True) -> common.ProbeResult:
-    """Experiment 1 or 2 (by ``config``) on training and held-out sequences of ``run``.
+    """Experiment 1 or 2 (by ``config``, :mod:`attractor.probes.experiments`) on training and
+    held-out sequences of ``run``.
 
     All (sequence, level) pairs of both splits form one batch, cut into chunks of ``max_batch``
     rows, so the denoiser's forward passes dominate the cost.
@@ -279,13 +221,13 @@ def run_recovery(run, config, generator: torch.Generator,
     batch = _batch(run, config, generator)
     zt = config.corrupt(batch.x0, batch.mask, batch.level, run.schedule, run.vocab_size,
                         generator)
-    x_hat, ent = _denoise(denoiser, zt, config.start_times(batch.level), run, config, generator,
-                          progress)
-    rows = _row_records(batch, zt, x_hat, ent, config.LEVEL, run.vocab_size)
+    out = _denoise(denoiser, zt, config.start_times(batch.level), batch.mask, run, config,
+                   generator, progress)
+    rows = _row_records(batch, zt, out, config.LEVEL, run.vocab_size)
     return common.ProbeResult(
         config=config, summary=_summaries(rows, config, rng), rows=rows,
         timing=denoiser.timing(time.perf_counter() - start, len(zt)), vocab_size=run.vocab_size,
-        histograms=_token_histograms(batch, zt, x_hat, ent, config, run.vocab_size),
-        examples=_examples(batch, zt, x_hat, config.examples),
+        histograms=_token_histograms(batch, zt, out, config, run.vocab_size),
+        examples=_examples(batch, zt, out["x_hat"], config.examples),
         notes={"level_name": config.LEVEL, "entropy_taken_from": "p_theta(x0 | z_t) at the "
                "start time t of the reverse process, eq. (13)"})

@@ -16,8 +16,9 @@ import torch
 from attractor.probes import figures, tables
 from attractor.probes.common import ProbeResult
 from attractor.probes.entropy import EntropyConfig, run_entropy
+from attractor.probes.experiments import DeterministicConfig, StochasticConfig
 from attractor.probes.generate import GenerateConfig, run_generate
-from attractor.probes.recovery import DeterministicConfig, StochasticConfig, run_recovery
+from attractor.probes.recovery import run_recovery
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Probe:
     config: type                       # frozen dataclass of its settings
     run: Callable[..., ProbeResult]    # (run, config, generator, progress) -> ProbeResult
     title: str
-    table: Callable[[dict], list[dict]]                  # saved JSON -> summary rows
+    tables: Callable[[dict], list[tuple[str, list[dict]]]]  # saved JSON -> (caption, rows)
     figures: Callable[[dict], list[tuple[str, bytes]]]   # saved JSON -> (caption, PNG)
     variant: str = ""                  # ``--experiment VARIANT`` among one command's probes
 

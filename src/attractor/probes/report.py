@@ -26,7 +26,9 @@ def _probe_blocks(directory: Path, name: str, steps: int | None) -> list[str]:
     if steps is not None and step is not None and step < steps:
         blocks.append(paragraph(f"Measured at step {step} of {steps}, before training finished; "
                                 "rerun the probe with --overwrite.", "note"))
-    blocks += [table(probe.table(data)), paragraph(_timing_line(data), "note")]
+    for caption, rows in probe.tables(data):
+        blocks += [paragraph(caption, "note"), table(rows)]
+    blocks.append(paragraph(_timing_line(data), "note"))
     blocks += [figure(png, caption) for caption, png in probe.figures(data)]
     examples = directory / f"{name}_examples.json"
     if examples.is_file():

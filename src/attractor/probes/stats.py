@@ -4,6 +4,8 @@ Every interval of the project is a percentile bootstrap made here:
 
     bootstrap(stat, samples, n, rng)   replicates of ``stat`` with each sample resampled over
                                        its rows, independently (a sample: sequences of one split)
+    hierarchical(stat, cells, n, rng)  replicates over training seeds too: seeds resampled, then
+                                       the rows of each chosen seed's samples
     interval(point, replicates)        {"mean", "lo", "hi"}: the estimate and its 95% interval
     summarize(values, rng, n)          both, vectorised, for a statistic of one sample
     difference(a, b, rng, n)           mean(a) - mean(b) with its interval
@@ -33,6 +35,33 @@ def bootstrap(stat: Callable[..., float], samples: Sequence[np.ndarray], n: int,
         value = stat(*drawn)
         out[i] = np.nan if value is None else value
     return out
+
+
+def hierarchical(stat: Callable[..., float], cells: Sequence[Sequence[Sequence[np.ndarray]]],
+                 n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, C) replicates of ``stat`` for C columns (e.g. training sizes), over seeds and rows.
+
+    cells[s][c] is the tuple of samples of seed s in column c. A replicate draws S seeds with
+    replacement (the same draw for every column, as one seed trains the models of all sizes;
+    with one seed, that seed), resamples the rows of each of their samples, and averages
+    ``stat(*samples)`` over the drawn seeds. The point estimate is :func:`seed_mean`.
+    """
+    S, C = len(cells), len(cells[0])
+    out = np.empty((n, C), dtype=np.float64)
+    for i in range(n):
+        seeds = rng.integers(0, S, S) if S > 1 else [0]
+        for c in range(C):
+            values = [stat(*(a[rng.integers(0, len(a), len(a))] for a in cells[s][c]))
+                      for s in seeds]
+            out[i, c] = np.nan if any(v is None for v in values) else np.mean(values)
+    return out
+
+
+def seed_mean(stat: Callable[..., float], cells: Sequence[Sequence[Sequence[np.ndarray]]]
+              ) -> np.ndarray:
+    """(C,) ``stat`` of each seed's samples, averaged over seeds, per column."""
+    return np.array([np.mean([stat(*cells[s][c]) for s in range(len(cells))])
+                     for c in range(len(cells[0]))], dtype=np.float64)
 
 
 def interval(point: float | None, replicates: np.ndarray, level: float = LEVEL) -> dict:
