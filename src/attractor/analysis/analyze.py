@@ -156,6 +156,8 @@ def analyze_sweep(sweep_dir: str | Path, settings: AnalysisSettings = AnalysisSe
                         if (t := transitions(group, settings, rng)) is not None},
         "histograms": _histograms(runs),
         "examples": {r.name: r.examples for g in models.values() for r in (g[0], g[-1])},
+        "roc": {r.name: r.probes["entropy"]["membership"]["scores"]
+                for g in models.values() for r in (g[0], g[-1])},
         "samples": {r.name: r.samples for r in runs},
     }
     _write(sweep_dir, runs, analysis)

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-from attractor.report.plotting import GENERATED_COLOR, TEST_COLOR, TRAIN_COLOR, png, pyplot
+from attractor.report.plotting import (
+    GENERATED_COLOR,
+    TEST_COLOR,
+    TRAIN_COLOR,
+    legend,
+    png,
+    pyplot,
+)
 
 
 def _read_csv(path: Path) -> list[dict]:
@@ -53,7 +60,7 @@ def recovery_vs_size(analysis_dir: Path) -> bytes:
         ax.set_title(f"t = {t:g}")
         ax.set_xlabel("training sequences")
         ax.set_ylabel("token recovery rate (eq. 12)")
-    axes[0][0].legend(fontsize=7)
+    legend(axes[0][0], fontsize=7)
     return png(fig)
 
 
@@ -78,7 +85,7 @@ def basins(analysis_dir: Path) -> bytes:
             ax.set_title(f"{model}: {split} sequences")
             ax.set_xlabel("fraction of corrupted tokens")
             ax.set_ylabel("recovery (greedy dynamics)")
-        axes[0][2 * mi].legend(fontsize=6)
+        legend(axes[0][2 * mi], fontsize=6)
     return png(fig)
 
 
@@ -105,7 +112,7 @@ def sequence_entropy_histograms(analysis: dict, model: str) -> bytes:
             ax.stairs(dens, edges, color=color, fill=True, alpha=0.35, label=key)
         ax.set_title(f"{model}, n = {n}", fontsize=8)
         ax.set_xlabel("sequence entropy (nats)", fontsize=7)
-    axes[0].legend(fontsize=7)
+    legend(axes[0], fontsize=7)
     fig.tight_layout()
     return png(fig)
 
@@ -128,7 +135,7 @@ def token_entropy_by_recovery(analysis: dict, model: str, t: float) -> bytes:
                               fill=fill, alpha=0.35 if fill else 0.9, label=f"{split} {kind}")
         ax.set_title(f"{model}, n = {n}", fontsize=8)
         ax.set_xlabel("token entropy / log K", fontsize=7)
-    axes[0].legend(fontsize=7)
+    legend(axes[0], fontsize=7)
     fig.tight_layout()
     return png(fig)
 
@@ -166,8 +173,8 @@ def entropy_vs_size(analysis: dict) -> bytes:
     ax.set_ylabel("mean token entropy (nats)")
     ax_gap.set_ylabel("entropy gap: generated - train")
     ax_gap.axhline(0, color="k", lw=0.6)
-    ax.legend(fontsize=7)
-    ax_gap.legend(fontsize=7)
+    legend(ax, fontsize=7)
+    legend(ax_gap, fontsize=7)
     return png(fig)
 
 
@@ -199,7 +206,7 @@ def transition_diagnostics(analysis: dict) -> bytes:
     for a in axes:
         a.set_xscale("log")
         a.set_xlabel("training sequences")
-        a.legend(fontsize=7)
+        legend(a, fontsize=7)
     return png(fig)
 
 
@@ -232,7 +239,7 @@ def threshold_curves(analysis: dict) -> bytes:
     axes[0].set_ylabel("transition: training sequences")
     for ax in axes:
         ax.set_yscale("log")
-        ax.legend(fontsize=7)
+        legend(ax, fontsize=7)
     return png(fig)
 
 
@@ -256,5 +263,5 @@ def membership_vs_size(analysis: dict) -> bytes:
         ax.set_title(model)
         ax.set_xlabel("training sequences")
         ax.set_ylabel("membership AUROC")
-        ax.legend(fontsize=7)
+        legend(ax, fontsize=7)
     return png(fig)

@@ -11,6 +11,7 @@ from pathlib import Path
 from attractor.analysis import figures, tables
 from attractor.errors import require
 from attractor.io import read_json
+from attractor.probes import figures as probe_figures
 from attractor.report.html import figure, heading, paragraph, preformatted, table, write_page
 
 EXPECTATION = ("Paper's expectation (§5, Figs. 4-5): with few training sequences both the training "
@@ -80,6 +81,10 @@ def _figure_blocks(sweep_dir: Path, analysis: dict) -> list[str]:
         ("Membership AUROC of every score against training size.",
          figures.membership_vs_size(analysis)),
     ]
+    for name, scores in analysis["roc"].items():
+        figs.append((f"{name}: ROC of each membership score of its entropy probe, log-log "
+                     "(intervals over sequences in that run's report).",
+                     probe_figures.roc_curves(scores)))
     for series in analysis["histograms"]:
         figs.append((f"{series}: entropy of recovered vs unrecovered tokens at t = {t:g} "
                      f"(Figs. 3B/12-14); filled: train, outline: test.",

@@ -17,6 +17,7 @@ from attractor.report.plotting import (
     GENERATED_COLOR,
     TEST_COLOR,
     TRAIN_COLOR,
+    legend,
     png,
     pyplot,
 )
@@ -63,7 +64,7 @@ def recovery_curves(result: dict) -> bytes:
         ax.set_title("Stochastic retrieval")
     ax.set_ylabel("token recovery rate")
     ax.set_ylim(-0.02, 1.02)
-    ax.legend()
+    legend(ax)
     return png(fig)
 
 
@@ -81,7 +82,7 @@ def entropy_by_recovery(result: dict, level: float | None = None) -> bytes:
         _stairs(ax, hists[key][split], ("recovered", "unrecovered"))
         ax.set_title(f"{split} sequences, {title} = {float(key):g}")
         ax.set_xlabel("H(x0 | z_t) / log K")
-        ax.legend()
+        legend(ax)
     axes[0].set_ylabel("density")
     return png(fig)
 
@@ -101,7 +102,7 @@ def entropy(result: dict) -> list[tuple[str, bytes]]:
         _stairs(ax, hist, ("train", "test"))
         ax.set_title(f"t = {float(t):g}")
         ax.set_xlabel("sequence conditional entropy (nats)")
-        ax.legend()
+        legend(ax)
     axes[0][0].set_ylabel("density")
     return [("sequence conditional entropy, train vs test", png(fig)),
             ("ROC of each membership score, training vs held-out sequences (log-log)",
@@ -124,7 +125,7 @@ def roc_curves(scores: dict) -> bytes:
     ax.set_yscale("log")
     ax.set_xlabel("false-positive rate (held-out called member)")
     ax.set_ylabel("true-positive rate")
-    ax.legend(fontsize=7)
+    legend(ax, fontsize=7)
     return png(fig)
 
 
@@ -137,11 +138,11 @@ def generate(result: dict) -> list[tuple[str, bytes]]:
     left.set_xlabel(f"sequence conditional entropy at t = {result['config']['entropy_t']:g} "
                     "(nats)")
     left.set_ylabel("density")
-    left.legend()
+    legend(left)
     _stairs(right, hists["nearest_train_distance"], ("generated", "test"))
     right.axvline(result["config"]["near_copy"], color=CONTROL_COLOR, linestyle=":",
                   label="near-copy threshold")
     right.set_xlabel("Hamming distance to nearest training sequence / length")
-    right.legend()
+    legend(right)
     return [("sequence entropy of generated vs training sequences (Fig. 4); distance to the "
              "nearest training sequence", png(fig))]

@@ -41,6 +41,12 @@ def pyplot():
     return plt
 
 
+def legend(ax, **kwargs) -> None:
+    """``ax.legend`` when something on the axes has a label (else matplotlib warns)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)
+
+
 def png(fig) -> bytes:
     """``fig`` as PNG bytes (for a page that embeds it); the figure is closed."""
     import io
