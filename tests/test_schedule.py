@@ -34,3 +34,12 @@ def test_loglinear_closed_form():
 def test_unknown_schedule_is_a_user_error():
     with pytest.raises(UserError, match="unknown noise schedule"):
         get_schedule("linear")
+
+
+@pytest.mark.parametrize("name", ["loglinear", "cosine"])
+def test_time_of_alpha_inverts_alpha(name):
+    from attractor.schedule import get_schedule
+
+    schedule = get_schedule(name)
+    t = torch.linspace(0, 1, 101, dtype=torch.float64)
+    torch.testing.assert_close(schedule.time_of_alpha(schedule.alpha(t)), t, atol=1e-9, rtol=0)

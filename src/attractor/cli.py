@@ -24,7 +24,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("attractor.commands.sweep", "train and probe a grid of model configs x training "
               "sizes x seeds"),
     "probe": ("attractor.commands.probe", "token recovery, conditional entropy and generation "
-              "probes of a trained run"),
+              "probes of a trained run or any diffusion LM (--model)"),
+    "export": ("attractor.commands.export", "write a trained run's model as a self-contained "
+               "folder that --model opens"),
     "report": ("attractor.commands.report", "render the HTML report of a results directory"),
     "info": ("attractor.commands.info", "versions, device and the named model configs"),
     "am": ("attractor.commands.am", "binary associative memory: capacity and generalization "

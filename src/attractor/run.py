@@ -9,7 +9,7 @@ samplers and entropies read them chunk-wise in float32 and form posteriors in fl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -22,10 +22,14 @@ PRECISIONS = ("fp32", "bf16")
 
 @dataclass
 class Run:
-    directory: Path
-    config: object                    # attractor.train.config.TrainConfig
+    """A model and the sequences it is probed on: a training run (``load_run``) or any model
+    opened by an adapter with the user's members and non-members
+    (:func:`attractor.adapters.subject.load_subject`)."""
+
+    directory: Path                   # where probes/ is written
+    config: object                    # attractor.train.config.TrainConfig; None for other models
     vocab_size: int
-    model: torch.nn.Module            # DiT with the chosen weights, eval mode, on ``device``
+    model: torch.nn.Module            # (zt, sigma) -> logits, eval mode, on ``device``
     tokenizer: object                 # tokenizers.Tokenizer
     dataset: object                   # attractor.data.Dataset (the whole pool)
     train_ids: torch.Tensor           # (n_train,) int64 pool ids the model was trained on
@@ -35,6 +39,9 @@ class Run:
     device: torch.device
     precision: str = "fp32"           # fp32 | bf16 (autocast of the denoiser's forward pass)
     checker: object = None            # str -> bool: a valid sentence of the corpus (or None)
+    family: str = "uniform"           # the noise process: uniform | masked
+    mask_id: int | None = None        # the absorbing state of a masked model
+    source: dict = field(default_factory=dict)    # what was loaded, for the probes' JSON
 
     @property
     def finite(self) -> bool:

@@ -6,8 +6,9 @@ Notation (paper §2, eq. 1; docs/notation.md §1):
     dalpha_t d alpha_t / d t  (negative)
     sigma_t  -log alpha_t, what the denoiser is conditioned on
 
-Each schedule is a frozen dataclass with ``alpha(t)`` and ``dalpha(t)``; both take a tensor of
-times of any shape and return a tensor of the same shape and dtype.
+Each schedule is a frozen dataclass with ``alpha(t)``, ``dalpha(t)`` and the inverse
+``time_of_alpha(alpha)``; each takes a tensor of any shape and returns one of the same shape and
+dtype.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ class LogLinear:
     def dalpha(self, t: torch.Tensor) -> torch.Tensor:
         return torch.full_like(t, -(1.0 - self.eps))
 
+    def time_of_alpha(self, alpha: torch.Tensor) -> torch.Tensor:
+        """The inverse of ``alpha``: t = (1 - alpha_t) / (1 - eps)."""
+        return (1.0 - alpha) / (1.0 - self.eps)
+
 
 @dataclass(frozen=True)
 class Cosine:
@@ -52,6 +57,10 @@ class Cosine:
     def dalpha(self, t: torch.Tensor) -> torch.Tensor:
         tp = (1.0 - self.eps) * t
         return -0.5 * math.pi * (1.0 - self.eps) * torch.sin(0.5 * math.pi * (1.0 - tp))
+
+    def time_of_alpha(self, alpha: torch.Tensor) -> torch.Tensor:
+        """The inverse of ``alpha``: t' = 1 - (2 / pi) acos(1 - alpha_t), t = t' / (1 - eps)."""
+        return (1.0 - torch.acos(1.0 - alpha) * 2.0 / math.pi) / (1.0 - self.eps)
 
 
 SCHEDULES = {"loglinear": LogLinear, "cosine": Cosine}

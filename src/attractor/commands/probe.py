@@ -1,9 +1,11 @@
-"""``attractor probe COMMAND RUN_DIR``: the probes of :mod:`attractor.probes.registry` on a run.
+"""``attractor probe COMMAND RUN_DIR`` (or ``--model PATH --members ... --out OUT``): the
+probes of :mod:`attractor.probes.registry` on a trained run or on any model an adapter opens.
 
 One subcommand per registry command (``recovery``, ``entropy``, ``generate``); a command with
 several probes (recovery: deterministic and stochastic) chooses them with ``--experiment``. Every
-option comes from the probes' configs. Results go to ``RUN_DIR/probes/``; the run's report is
-rendered once they are written.
+option comes from the probes' configs and :class:`attractor.adapters.subject.SubjectConfig`.
+Results go to ``RUN_DIR/probes/`` (``OUT/probes/``); the report is rendered once they are
+written.
 """
 
 from __future__ import annotations
@@ -24,11 +26,36 @@ def _configs(args: argparse.Namespace, names: list[str]) -> dict:
     from attractor.probes.registry import PROBES
 
     for flag, paths in args.config_options.given(args).items():
-        if not any(p.split(".")[0] in names for p in paths):
+        if not any(p.split(".")[0] in (*names, "subject") for p in paths):
             raise UserError(f"{flag} is a setting of {paths[0].split('.')[0]}, which "
                             f"--experiment {args.experiment} does not run")
     changes = args.config_options.changes(args)
     return {n: override(PROBES[n].config(), changes.get(n, {}), f"{n}.") for n in names}
+
+
+def _target(args: argparse.Namespace):
+    """The run, or the model and sequences of --model, with the directory results go to."""
+    from attractor.adapters.subject import SubjectConfig, load_subject
+    from attractor.config import override
+    from attractor.errors import UserError, require
+    from attractor.run import load_run
+
+    subject = override(SubjectConfig(), args.config_options.changes(args).get("subject", {}),
+                       "subject.")
+    if subject.model is None:
+        require(args.run_dir is not None and args.out is None,
+                "give a RUN_DIR (a run of attractor train), or --model PATH with --out OUT")
+        run = load_run(args.run_dir, device=args.device, precision=args.precision)
+        if not run.finite:
+            raise UserError(f"{args.run_dir} diverged: its weights are not finite, so there is "
+                            "nothing to probe; train it again with a smaller --lr")
+        if run.step < run.config.steps:
+            print(f"note: {args.run_dir} is at step {run.step} of {run.config.steps} (training "
+                  "not finished); probing the weights of that step", file=sys.stderr)
+        return run
+    require(args.run_dir is None, "give a RUN_DIR or --model, not both")
+    require(args.out is not None, "--model needs --out OUT, the directory results go to")
+    return load_subject(subject, args.out, device=args.device, precision=args.precision)
 
 
 def _print(name: str, data: dict) -> None:
@@ -53,36 +80,32 @@ def run(args: argparse.Namespace) -> int:
     from attractor.probes.output import check_writable, write_probe
     from attractor.probes.registry import run_probe
     from attractor.report.registry import render_directory
-    from attractor.run import load_run
 
     names = _selected(args)
     configs = _configs(args, names)             # bad settings fail before the model loads
     if args.seed < 0:
         raise UserError(f"--seed must be >= 0; got {args.seed}")
-    check_writable(args.run_dir, names, args.overwrite)
-    run = load_run(args.run_dir, device=args.device, precision=args.precision)
-    if not run.finite:
-        raise UserError(f"{args.run_dir} diverged: its weights are not finite, so there is "
-                        "nothing to probe; train it again with a smaller --lr")
-    if run.step < run.config.steps:
-        print(f"note: {args.run_dir} is at step {run.step} of {run.config.steps} (training not "
-              "finished); probing the weights of that step", file=sys.stderr)
+    check_writable(args.run_dir or args.out or ".", names, args.overwrite)
+    run = _target(args)
     generator = torch.Generator().manual_seed(args.seed)
     paths = [write_probe(run, name, run_probe(name, run, configs[name], generator,
                                               not args.no_progress), args.overwrite)
              for name in names]
     for name, path in zip(names, paths):    # printed once all work is written: a closed pipe
         _print(name, read_json(path))       # (e.g. | head) cannot cut the probes short
-    print(f"report: {render_directory(args.run_dir)}")
+    print(f"report: {render_directory(run.directory)}")
     return 0
 
 
 def _add_probe_command(probes, command: str, variants: dict[str, str]) -> None:
+    from attractor.adapters.subject import SubjectConfig
     from attractor.options import add_common, add_config_options, parser_for
     from attractor.probes.registry import PROBES
 
     p = probes.add_parser(command, help="; ".join(PROBES[n].title for n in variants.values()))
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by attractor train")
+    p.add_argument("run_dir", metavar="RUN_DIR", nargs="?", default=None,
+                   help="a directory written by attractor train (or give --model)")
+    p.add_argument("--out", default=None, help="with --model: the directory results go to")
     if len(variants) > 1:
         p.add_argument("--experiment", choices=(*variants, "both"), default="both",
                        help="which of the probes to run (default both)")
@@ -93,7 +116,8 @@ def _add_probe_command(probes, command: str, variants: dict[str, str]) -> None:
                    help="denoiser forward passes in fp32 or under bf16 autocast; posteriors are "
                         "float64 either way (default fp32)")
     add_common(p, "overwrite", "no_progress")
-    add_config_options(p, {name: PROBES[name].config() for name in variants.values()})
+    add_config_options(p, {"subject": SubjectConfig(),
+                           **{name: PROBES[name].config() for name in variants.values()}})
     p.set_defaults(func=run, variants=variants)
 
 

@@ -110,12 +110,16 @@ def _import_datasets():
     return datasets
 
 
-def _load_local(datasets, path: Path):
-    """A local dump: ``save_to_disk`` directory, or parquet/arrow file(s)."""
+def _load_local(datasets, path: Path, split: str = "train"):
+    """A local dump: ``save_to_disk`` directory (its ``split``), or parquet/arrow file(s)."""
     markers = ("dataset_info.json", "state.json", "dataset_dict.json")
     if path.is_dir() and any((path / m).exists() for m in markers):
         loaded = datasets.load_from_disk(str(path))
-        return loaded["train"] if isinstance(loaded, datasets.DatasetDict) else loaded
+        if isinstance(loaded, datasets.DatasetDict):
+            if split not in loaded:
+                raise UserError(f"{path} has no split {split!r} (splits: {list(loaded)})")
+            return loaded[split]
+        return loaded
     files = [path] if path.is_file() else sorted(
         p for p in path.rglob("*") if p.suffix in (".parquet", ".arrow"))
     if not files:
@@ -124,15 +128,17 @@ def _load_local(datasets, path: Path):
     return datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train")
 
 
-def hf_sentences(name: str, limit: int = 0) -> list[str]:
-    """The ``text`` field of dataset ``name`` (hub id or local path), LM1B-detokenized if lm1b."""
+def hf_sentences(name: str, limit: int = 0, column: str = "text",
+                 split: str = "train") -> list[str]:
+    """The ``column`` field of dataset ``name`` (hub id or local path; its ``split``),
+    LM1B-detokenized if lm1b."""
     if not name:
         raise UserError("hf corpus needs a dataset name or path: hf:NAME")
     datasets = _import_datasets()
     local = Path(name).expanduser()
     if local.exists():
         try:
-            ds = _load_local(datasets, local)
+            ds = _load_local(datasets, local, split)
         except UserError:
             raise
         except Exception as err:  # noqa: BLE001 - pyarrow/datasets errors on a damaged dump
@@ -143,14 +149,15 @@ def hf_sentences(name: str, limit: int = 0) -> list[str]:
         raise UserError(f"local dataset path {name} does not exist")
     else:
         try:
-            ds = datasets.load_dataset(name, split="train")
+            ds = datasets.load_dataset(name, split=split)
         except Exception as err:  # noqa: BLE001 - network, unknown name, script: one message
             first = (str(err).splitlines() or [type(err).__name__])[0][:200]
             raise UserError(f"could not load hf dataset {name!r} ({first}); offline, pass a "
                             "local parquet/arrow dump as hf:/path/to/dump") from None
-    if "text" not in ds.column_names:
-        raise UserError(f"hf dataset {name!r} has no 'text' column (columns: {ds.column_names})")
+    if column not in ds.column_names:
+        raise UserError(f"hf dataset {name!r} has no {column!r} column (columns: "
+                        f"{ds.column_names})")
     if limit:
         ds = ds.select(range(min(limit, len(ds))))
     detok = lm1b_detokenize if "lm1b" in name.lower() else (lambda s: s)
-    return [t for t in (detok(s.strip()) for s in ds["text"] if s) if t]
+    return [t for t in (detok(s.strip()) for s in ds[column] if s) if t]

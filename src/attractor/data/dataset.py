@@ -92,7 +92,7 @@ class Dataset:
         compared with the pool. Wrap-mode sequences are returned unchanged.
         """
         seqs = sequences.detach().to("cpu", torch.int64).clone()
-        if self.config.mode == "wrap":
+        if self.config.mode == "wrap" or self.eos_id is None:
             return seqs
         is_eos = seqs == self.eos_id
         is_eos[:, 0] = False  # GPT-2's BOS is the same token as its EOS

@@ -23,13 +23,10 @@ import torch
 
 from attractor import softmax_rows
 from attractor.config import check, setting
-from attractor.forward import q_xt
-from attractor.loss import stratified_times
-from attractor.loss_fused import fused_nelbo_per_token
+from attractor.families import family_of
 from attractor.probes import common
 from attractor.probes.membership import best_score, evaluate, min_k, zlib_bits
 from attractor.probes.stats import auroc_interval, summarize
-from attractor.schedule import sigma_from_alpha
 
 
 def token_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -42,16 +39,6 @@ def token_entropy(logits: torch.Tensor) -> torch.Tensor:
 def sequence_entropy(token_h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Sum of token entropies over real positions: (B, L) float64, (B, L) bool -> (B,) float64."""
     return (token_h * mask).sum(dim=-1)
-
-
-def clean_entropy(denoiser, x: torch.Tensor, t: torch.Tensor | float, schedule) -> torch.Tensor:
-    """Token entropies of p_theta(x0 | z_t = x) with the clean ids conditioned on sigma(t).
-
-    x (B, L) int64, t (B,) or scalar -> (B, L) float64.
-    """
-    t = torch.as_tensor(t, dtype=torch.float64, device=x.device).expand(x.shape[0])
-    sigma = sigma_from_alpha(schedule.alpha(t)).to(torch.float32)
-    return token_entropy(denoiser(x, sigma))
 
 
 @dataclass(frozen=True)
@@ -76,51 +63,27 @@ class EntropyConfig:
         check(0.0 < self.min_k <= 1.0, "min_k", "must lie in (0, 1]")
 
 
-def _clean_pass(denoiser, x: torch.Tensor, t: torch.Tensor, schedule
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One forward pass on clean ids conditioned on sigma(t): token entropies (eq. 13) and the
-    log-probability of each clean token, log x_theta[x^l]; (B, L) float64 each."""
-    sigma = sigma_from_alpha(schedule.alpha(t)).to(torch.float32)
-    logits = denoiser(x, sigma)
-    log_p = (logits.gather(-1, x.unsqueeze(-1)).squeeze(-1).double()
-             - softmax_rows.log_normalizer(logits))
-    return token_entropy(logits), log_p
-
-
-@torch.no_grad()
-def sequence_nelbo(denoiser, x: torch.Tensor, mask: torch.Tensor, schedule, vocab_size: int,
-                   samples: int, generator: torch.Generator) -> torch.Tensor:
-    """Monte-Carlo NELBO (eq. 3) of each sequence, summed over its real tokens, from ``samples``
-    stratified times per sequence. x, mask (B, L) -> (B,) float64 nats."""
-    B = len(x)
-    t = stratified_times(B * samples, generator, device=x.device).view(samples, B).T.reshape(-1)
-    x_rep, m_rep = x.repeat_interleave(samples, 0), mask.repeat_interleave(samples, 0)
-    alpha, dalpha = schedule.alpha(t), schedule.dalpha(t)
-    zt = q_xt(x_rep, alpha, vocab_size, generator)
-    logits = denoiser(zt, sigma_from_alpha(alpha).to(torch.float32))
-    per_token = fused_nelbo_per_token(logits, x_rep, zt, alpha, dalpha).double()
-    return (per_token * m_rep).sum(-1).view(B, samples).mean(-1)
-
-
 def _scores(denoiser, seqs: torch.Tensor, mask: torch.Tensor, run, config: EntropyConfig,
             generator: torch.Generator) -> dict[str, np.ndarray]:
     """Per sequence (N of them): mean token entropy at every time (N, T), and the membership
     quantities at the first time: Min-K% log-probability, NELBO per token and in total."""
     rows = common.chunk_rows(config.common.max_batch, seqs.shape[1], run.vocab_size)
+    ops = family_of(run)
     T, out = len(config.entropy_times), {"token_entropy": [], "min_k_logprob": [], "nelbo": []}
+    if len(seqs) == 0:                  # a split the user gave no sequences for
+        return {"token_entropy": np.zeros((0, T)), "min_k_logprob": np.zeros(0),
+                "nelbo": np.zeros(0)}
     for sl in common.chunks(len(seqs), max(1, rows // config.nelbo_samples)):
         x, m = seqs[sl].to(run.device), mask[sl].to(run.device)
         n_real = m.sum(-1).clamp_min(1)
         per_t = []
         for j, t in enumerate(config.entropy_times):
-            h, log_p = _clean_pass(denoiser, x, torch.full((len(x),), t, dtype=torch.float64,
-                                                             device=x.device), run.schedule)
+            h, log_p = ops.clean_scores(denoiser, x, m, t, rows)
             per_t.append(sequence_entropy(h, m) / n_real)
             if j == 0:
                 out["min_k_logprob"].append(min_k(log_p, m, config.min_k).cpu())
         out["token_entropy"].append(torch.stack(per_t, -1).cpu())
-        out["nelbo"].append(sequence_nelbo(denoiser, x, m, run.schedule, run.vocab_size,
-                                           config.nelbo_samples, generator).cpu())
+        out["nelbo"].append(ops.nelbo(denoiser, x, m, config.nelbo_samples, generator).cpu())
     cat = {k: torch.cat(v).numpy() for k, v in out.items()}
     assert cat["token_entropy"].shape == (len(seqs), T)
     return cat

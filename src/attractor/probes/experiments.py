@@ -15,7 +15,9 @@ FIXED diffusion time t (default 0.25):
 Experiment 2 (:class:`StochasticConfig`, Figs. 2-3): z_t ~ q(z_t | x) of eq. (1) for each t of a
 grid and the ancestral reverse process from that same t.
 
-Each config answers ``corrupt``, ``start_times`` and ``retrieve`` for the shared core. Both
+Each config answers ``corrupt``, ``start_times`` and ``retrieve`` for the shared core, through
+the model's noise family (:mod:`attractor.families`: for a masked model, corrupting means
+masking, and both experiments unmask: ancestrally, or by confidence at zero temperature). Both
 experiments corrupt and change real tokens only: the padding of a sequence is its fixed
 context, never corrupted, changed or scored.
 """
@@ -27,11 +29,9 @@ from typing import ClassVar
 
 import torch
 
-from attractor import retrieval
 from attractor.config import check, setting
-from attractor.forward import corrupt_exactly, q_xt
 from attractor.probes import common
-from attractor.sampler import SamplerConfig, reverse_process
+from attractor.sampler import SamplerConfig
 
 SAMPLER_T_MIN = SamplerConfig().t_min
 DETERMINISTIC_DYNAMICS = ("annealed", "fixed-point", "posterior-argmax")
@@ -78,26 +78,18 @@ class DeterministicConfig:
     def levels(self) -> tuple[float, ...]:
         return self.fractions
 
-    def corrupt(self, x0, mask, levels, schedule, vocab_size, generator) -> torch.Tensor:
+    def corrupt(self, ops, x0, mask, levels, generator) -> torch.Tensor:
         """x0, mask (R, L), levels (R,) fractions -> z_t (R, L) with exactly n changed tokens."""
         n = torch.floor(levels * mask.sum(-1).to(torch.float64) + 0.5).clamp_min(1).long()
-        return corrupt_exactly(x0, n, vocab_size, generator, allowed=mask)
+        return ops.corrupt_exactly(x0, n, generator, mask)
 
     def start_times(self, levels: torch.Tensor) -> torch.Tensor:
         return torch.full_like(levels, self.t)
 
-    def retrieve(self, denoiser, zt, t0, schedule, generator, free) -> tuple[torch.Tensor, dict]:
+    def retrieve(self, ops, denoiser, zt, t0, generator, free) -> tuple[torch.Tensor, dict]:
         """x_hat (R, L), changing only ``free`` positions, and, for the fixed-point dynamics,
-        per-row iterations and outcome."""
-        if self.dynamics == "annealed":
-            return retrieval.annealed(denoiser, zt, t0, schedule, self.reverse_steps,
-                                      SAMPLER_T_MIN, free), {}
-        if self.dynamics == "fixed-point":
-            r = retrieval.fixed_point(denoiser, zt, t0, schedule, self.max_iterations, free)
-            return r.z, {"iterations": r.iterations, "outcome": r.outcome,
-                         "cycle_length": r.cycle_length}
-        sampler = SamplerConfig(steps=self.reverse_steps, dynamics="posterior-argmax")
-        return reverse_process(denoiser, zt, t0, schedule, generator, sampler, free), {}
+        per-row iterations and outcome (:mod:`attractor.families`)."""
+        return ops.retrieve(self.dynamics, denoiser, zt, t0, generator, free, self)
 
 
 @dataclass(frozen=True)
@@ -126,14 +118,12 @@ class StochasticConfig:
     def levels(self) -> tuple[float, ...]:
         return self.times
 
-    def corrupt(self, x0, mask, levels, schedule, vocab_size, generator) -> torch.Tensor:
+    def corrupt(self, ops, x0, mask, levels, generator) -> torch.Tensor:
         """x0, mask (R, L), levels (R,) times -> z_t ~ q(z_t | x0) (R, L); pads stay."""
-        zt = q_xt(x0, schedule.alpha(levels), vocab_size, generator)
-        return torch.where(mask, zt, x0)
+        return ops.forward(x0, levels, generator, mask)
 
     def start_times(self, levels: torch.Tensor) -> torch.Tensor:
         return levels
 
-    def retrieve(self, denoiser, zt, t0, schedule, generator, free) -> tuple[torch.Tensor, dict]:
-        sampler = SamplerConfig(steps=self.reverse_steps, dynamics="ancestral")
-        return reverse_process(denoiser, zt, t0, schedule, generator, sampler, free), {}
+    def retrieve(self, ops, denoiser, zt, t0, generator, free) -> tuple[torch.Tensor, dict]:
+        return ops.retrieve("stochastic", denoiser, zt, t0, generator, free, self)

@@ -24,10 +24,11 @@ import torch
 from tqdm import tqdm
 
 from attractor.config import check, setting
+from attractor.families import family_of
 from attractor.probes import common
-from attractor.probes.entropy import clean_entropy, sequence_entropy
+from attractor.probes.entropy import sequence_entropy
 from attractor.probes.stats import auroc, difference, ks_distance, summarize
-from attractor.sampler import FINAL_STEPS, SamplerConfig, generate
+from attractor.sampler import FINAL_STEPS
 
 CATEGORIES = ("exact_copy", "near_copy", "novel_grammatical", "novel_ungrammatical", "novel")
 
@@ -84,28 +85,30 @@ class GenerateConfig:
         check(self.num_reference >= 1, "num_reference", "must be at least 1")
         check(0.0 <= self.near_copy < 1.0, "near_copy", "must lie in [0, 1)")
 
-    @property
-    def sampler(self) -> SamplerConfig:
-        return SamplerConfig(steps=self.reverse_steps, final=self.final)
 
 
 def _sample(denoiser, run, config: GenerateConfig, generator, progress: bool) -> torch.Tensor:
     L = run.dataset.sequences.shape[1]
     rows = common.chunk_rows(config.common.max_batch, L, run.vocab_size)
     gen = common.device_generator(generator, run.device)
-    out = []
+    ops, out = family_of(run), []
     for sl in tqdm(list(common.chunks(config.num_samples, rows)), desc="generate",
                    unit="chunk", disable=not progress, dynamic_ncols=True):
-        out.append(generate(denoiser, sl.stop - sl.start, L, run.vocab_size, run.schedule, gen,
-                            config.sampler, device=run.device).cpu())
+        out.append(ops.generate(denoiser, sl.stop - sl.start, L, gen, config.reverse_steps,
+                                config.final, run.device).cpu())
     return torch.cat(out)
 
 
 def _seq_entropy(denoiser, run, x: torch.Tensor, mask: torch.Tensor, config) -> np.ndarray:
+    """(N,) sequence entropies (eq. 13, or the leave-one-out analogue for masked models)."""
+    if len(x) == 0:
+        return np.zeros(0)
     rows = common.chunk_rows(config.common.max_batch, x.shape[1], run.vocab_size)
-    out = [sequence_entropy(clean_entropy(denoiser, x[sl].to(run.device), config.entropy_t,
-                                          run.schedule), mask[sl].to(run.device)).cpu()
-           for sl in common.chunks(len(x), rows)]
+    ops, out = family_of(run), []
+    for sl in common.chunks(len(x), rows):
+        xs, m = x[sl].to(run.device), mask[sl].to(run.device)
+        out.append(sequence_entropy(ops.clean_scores(denoiser, xs, m, config.entropy_t, rows)[0],
+                                    m).cpu())
     return torch.cat(out).numpy()
 
 
@@ -143,7 +146,8 @@ def _entropy_summary(h: dict, lengths: dict, rng, n_boot: int) -> dict:
         "sequence_entropy_gap": difference(h["generated"], h["train"], rng, n_boot),
         "token_entropy_gap": difference(tok["generated"], tok["train"], rng, n_boot),
         "auroc_generated_vs_train": auroc(h["generated"], h["train"]),
-        "ks_generated_vs_train": ks_distance(h["generated"], h["train"]),
+        "ks_generated_vs_train": ks_distance(h["generated"], h["train"]) if len(h["train"])
+        else None,
     }
 
 
@@ -161,33 +165,48 @@ class Grading:
     category: list                     # (G,) one of CATEGORIES
 
 
+def _nearest(samples, s_mask, run, ids) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pool id, distance and compared positions of each sample's nearest sequence among
+    ``ids``; -1, -1, 0 when ``ids`` is empty (the user gave no such sequences)."""
+    if len(ids) == 0:
+        none = torch.full((len(samples),), -1, dtype=torch.long)
+        return none, none.clone(), torch.zeros_like(none)
+    i, d, n = nearest_neighbours(samples, s_mask, run.dataset.sequences[ids],
+                                 run.dataset.loss_mask[ids])
+    return ids[i], d, n
+
+
 def _grade(run, samples: torch.Tensor, s_mask: torch.Tensor, near_copy: float) -> Grading:
-    masks = run.dataset.loss_mask
-    near_i, d, n = nearest_neighbours(samples, s_mask, run.train_sequences, masks[run.train_ids])
-    _, d_test, _ = nearest_neighbours(samples, s_mask, run.test_sequences, masks[run.test_ids])
-    exact, near = (d == 0).tolist(), (d <= near_copy * n).tolist()
+    nearest, d, n = _nearest(samples, s_mask, run, run.train_ids)
+    _, d_test, _ = _nearest(samples, s_mask, run, run.test_ids)
+    exact, near = (d == 0).tolist(), ((d >= 0) & (d <= near_copy * n)).tolist()
     valid = _valid(run, samples)
-    return Grading(run.train_ids[near_i], d, n, d_test, exact, near, valid,
+    return Grading(nearest, d, n, d_test, exact, near, valid,
                    _categories(exact, near, valid))
 
 
 def _reference_distance(run, ref: dict) -> np.ndarray:
     """(n,) Hamming distance / compared positions from held-out sequences to the training set:
-    how far unseen valid sequences lie from it."""
+    how far unseen valid sequences lie from it (empty without either set)."""
+    if len(run.train_ids) == 0 or len(ref["test"][0]) == 0:
+        return np.zeros(0)
     _, d, n = nearest_neighbours(ref["test"][1], ref["test"][2], run.train_sequences,
                                  run.dataset.loss_mask[run.train_ids])
     return (d / n.clamp_min(1)).numpy()
 
 
 def _summary(g: Grading, h: dict, lengths: dict, ref: dict, run, rng, n_boot: int) -> dict:
+    known = len(run.train_ids) > 0                 # copies need the training set
+    grade = (lambda v: summarize(np.asarray(v, dtype=float), rng, n_boot)) if known else \
+        (lambda v: summarize(np.zeros(0), rng, n_boot))
     return {
         **_entropy_summary(h, lengths, rng, n_boot),
         "categories": {c: sum(v == c for v in g.category) / len(g.category) for c in CATEGORIES},
-        "exact_copy": summarize(np.array(g.exact, dtype=float), rng, n_boot),
-        "near_or_exact_copy": summarize(np.array(g.near, dtype=float), rng, n_boot),
-        "matches_test_sequence": float((g.test_distance == 0).double().mean()),
-        "nearest_train_distance": summarize((g.distance / g.compared.clamp_min(1)).numpy(), rng,
-                                            n_boot),
+        "exact_copy": grade(g.exact),
+        "near_or_exact_copy": grade(g.near),
+        "matches_test_sequence": float((g.test_distance == 0).double().mean())
+        if len(run.test_ids) else None,
+        "nearest_train_distance": grade((g.distance / g.compared.clamp_min(1)).numpy()),
         "test_nearest_train_distance": summarize(ref["distance"], rng, n_boot),
         "grammatical": _fraction(g.valid),
         "test_grammatical": _fraction(_valid(run, ref["splits"]["test"][1])),

@@ -43,7 +43,8 @@ def write_probe(run, name: str, result: ProbeResult, overwrite: bool = False) ->
     if result.examples:
         write_json(out / f"{name}_examples.json", ex.to_records(result.examples, run.tokenizer))
     payload = {"probe": name, **result.to_dict(), "run": str(run.directory),
-               "checkpoint_step": run.step, "num_train": len(run.train_ids),
+               "family": run.family, "source": run.source, "checkpoint_step": run.step,
+               "num_train": len(run.train_ids), "num_test": len(run.test_ids),
                "device": str(run.device), "precision": run.precision}
     path = write_json(out / f"{name}.json", payload)   # last: its presence means complete
     present = [n for n in PROBES if (out / f"{n}.json").is_file()]

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from attractor.families import family_of
 from attractor.probes import common
-from attractor.probes.entropy import clean_entropy
 from attractor.probes.stats import auroc, ratio, spearman, summarize
 from attractor.retrieval import OUTCOMES
 
@@ -68,7 +68,8 @@ def _batch(run, config, generator: torch.Generator) -> Batch:
 def unigram_denoiser(run):
     """A denoiser that ignores its input: logits log p(k), the frequency of each id among the
     real tokens of the training sequences (add-1/2 smoothed). (zt (B, L), sigma) -> (B, L, K)."""
-    counts = torch.bincount(run.train_sequences[run.dataset.loss_mask[run.train_ids]],
+    ids = run.train_ids if len(run.train_ids) else run.test_ids     # no members: what there is
+    counts = torch.bincount(run.dataset.sequences[ids][run.dataset.loss_mask[ids]],
                             minlength=run.vocab_size).to(torch.float32) + 0.5
     log_p = (counts / counts.sum()).log().to(run.device)
 
@@ -85,17 +86,18 @@ def _denoise(denoiser, zt: torch.Tensor, t0: torch.Tensor, mask: torch.Tensor, r
     unigram denoiser's retrieval)}."""
     rows = common.chunk_rows(config.common.max_batch, zt.shape[1], run.vocab_size)
     gen = common.device_generator(generator, run.device)
+    ops = family_of(run)
     unigram = unigram_denoiser(run) if config.unigram_baseline else None
     parts: dict[str, list] = {}
     bar = tqdm(total=len(zt), desc=f"recovery from {config.LEVEL}", unit="seq",
                disable=not progress, dynamic_ncols=True)
     for sl in common.chunks(len(zt), rows):
         z, t, free = (v[sl].to(run.device) for v in (zt, t0, mask))
-        out = {"entropy": clean_entropy(denoiser, z, t, run.schedule)}
-        out["x_hat"], extras = config.retrieve(denoiser, z, t, run.schedule, gen, free)
+        out = {"entropy": ops.start_entropy(denoiser, z, t)}
+        out["x_hat"], extras = config.retrieve(ops, denoiser, z, t, gen, free)
         out.update(extras)
         if unigram is not None:
-            out["x_unigram"] = config.retrieve(unigram, z, t, run.schedule, gen, free)[0]
+            out["x_unigram"] = config.retrieve(ops, unigram, z, t, gen, free)[0]
         for key, value in out.items():
             parts.setdefault(key, []).append(value.cpu())
         bar.update(sl.stop - sl.start)
@@ -219,8 +221,7 @@ def run_recovery(run, config, generator: torch.Generator,
     rng = common.numpy_generator(generator)
     start = time.perf_counter()
     batch = _batch(run, config, generator)
-    zt = config.corrupt(batch.x0, batch.mask, batch.level, run.schedule, run.vocab_size,
-                        generator)
+    zt = config.corrupt(family_of(run), batch.x0, batch.mask, batch.level, generator)
     out = _denoise(denoiser, zt, config.start_times(batch.level), batch.mask, run, config,
                    generator, progress)
     rows = _row_records(batch, zt, out, config.LEVEL, run.vocab_size)

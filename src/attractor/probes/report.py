@@ -48,14 +48,42 @@ def _trained_steps(run_dir: Path) -> int | None:
         return None
 
 
+FAMILY_NOTES = {
+    "masked": ("A masked (absorbing-state) model: corrupting means masking, and recovery is "
+               "infilling (the share of masked tokens its unmasking restores), not a basin that "
+               "pulls wrong tokens back, since a masked model never sees a wrong token. "
+               "Deterministic retrieval unmasks the most confident positions first; the "
+               "conditional entropy of a sequence is its leave-one-out (pseudo-likelihood) "
+               "entropy, because a masked model's prediction of a clean sequence copies it."),
+    "uniform": ("A uniform-state model: corruption replaces tokens by random ids and retrieval "
+                "can move any token, so recovery measures basins of attraction (paper §4)."),
+}
+
+
+WITHOUT_MEMBERSHIP = (
+    "Only one kind of sequence was given (members or non-members, not both). What this page "
+    "can show: the conditional entropy of the given sequences and of the model's generations, "
+    "and how well the given sequences are recovered. What it cannot: whether the model "
+    "memorised them. Membership scores, train-vs-test comparisons and copies of training data "
+    "need both kinds, and are left empty.")
+
+
 def render_report(out_dir: str | Path) -> Path:
     """Build ``out_dir/report.html`` from the probe files in ``out_dir``."""
     directory = Path(out_dir)
     meta = read_json(directory / "results.json")
     blocks = [paragraph(f"Run: {meta.get('run')}")]
     steps = _trained_steps(directory.parent)
-    for name in PROBES:
-        if (directory / f"{name}.json").is_file():
-            blocks += _probe_blocks(directory, name, steps)
+    present = [name for name in PROBES if (directory / f"{name}.json").is_file()]
+    if present:
+        first = read_json(directory / f"{present[0]}.json")
+        family = first.get("family", "uniform")
+        blocks.append(paragraph(FAMILY_NOTES.get(family, ""), "note"))
+        if first.get("source"):
+            blocks.append(preformatted(f"model: {first['source']}"))
+        if not first.get("num_train") or not first.get("num_test", 1):
+            blocks.append(paragraph(WITHOUT_MEMBERSHIP, "note"))
+    for name in present:
+        blocks += _probe_blocks(directory, name, steps)
     return write_page(directory / "report.html", "Basins of attraction and conditional entropy",
                       blocks)

@@ -1,0 +1,152 @@
+"""The noise family of a model: the operations each probe needs, for uniform-state and for
+absorbing-state (masked) diffusion.
+
+The probes are written once against this interface; the family says what corrupting, retrieving,
+scoring and generating mean for a model (docs/probes.md, "Masked models"):
+
+    corrupt_exactly   change exactly n real tokens (Exp. 1)
+    forward           the forward process at alpha_t on real tokens (Exp. 2)
+    retrieve          back from z_t: zero-temperature (Exp. 1) or ancestral (Exp. 2) dynamics
+    start_entropy     token entropies of the prediction at the start of retrieval (Fig. 3B)
+    clean_scores      per-token entropy and log-probability of each token of a clean sequence:
+                      conditioned on sigma(t -> 0) (uniform), or with that token alone masked
+                      (masked: the leave-one-out pseudo-likelihood; SUBS makes the clean-input
+                      entropy identically 0)
+    nelbo             the Monte-Carlo NELBO of each sequence (eq. 3, or MDLM's for masked)
+    generate          samples from the prior (uniform ids, or all masks)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from attractor import masked, retrieval, softmax_rows
+from attractor.forward import corrupt_exactly, q_xt
+from attractor.loss import stratified_times
+from attractor.loss_fused import fused_nelbo_per_token
+from attractor.sampler import SamplerConfig, generate, reverse_process
+from attractor.schedule import sigma_from_alpha
+
+T_MIN = SamplerConfig().t_min
+
+
+def _sigma(schedule, t: torch.Tensor) -> torch.Tensor:
+    return sigma_from_alpha(schedule.alpha(t.to(torch.float64))).to(torch.float32)
+
+
+def _repeat_times(n: int, samples: int, generator, device) -> torch.Tensor:
+    """(n * samples,) stratified times, each sequence's ``samples`` spread over [eps, 1]."""
+    t = stratified_times(n * samples, generator, device=device)
+    return t.view(samples, n).T.reshape(-1)
+
+
+@dataclass(frozen=True)
+class Uniform:
+    """Uniform-state diffusion (the paper's UDDMs)."""
+
+    schedule: object
+    vocab_size: int
+    name: str = "uniform"
+
+    def corrupt_exactly(self, x0, n, generator, allowed):
+        return corrupt_exactly(x0, n, self.vocab_size, generator, allowed=allowed)
+
+    def forward(self, x0, levels, generator, allowed):
+        zt = q_xt(x0, self.schedule.alpha(levels), self.vocab_size, generator)
+        return torch.where(allowed, zt, x0)
+
+    def retrieve(self, kind: str, denoiser, zt, t0, generator, free, cfg) -> tuple:
+        """x_hat and extras; ``kind`` is "stochastic" or a deterministic dynamics."""
+        if kind == "annealed":
+            return retrieval.annealed(denoiser, zt, t0, self.schedule, cfg.reverse_steps, T_MIN,
+                                      free), {}
+        if kind == "fixed-point":
+            r = retrieval.fixed_point(denoiser, zt, t0, self.schedule, cfg.max_iterations, free)
+            return r.z, {"iterations": r.iterations, "outcome": r.outcome,
+                         "cycle_length": r.cycle_length}
+        dynamics = "ancestral" if kind == "stochastic" else "posterior-argmax"
+        sampler = SamplerConfig(steps=cfg.reverse_steps, dynamics=dynamics)
+        return reverse_process(denoiser, zt, t0, self.schedule, generator, sampler, free), {}
+
+    def start_entropy(self, denoiser, zt, t0):
+        return softmax_rows.entropy(denoiser(zt, _sigma(self.schedule, t0)))
+
+    def clean_scores(self, denoiser, x, real, t: float, max_rows: int):
+        tt = torch.full((len(x),), t, dtype=torch.float64, device=x.device)
+        logits = denoiser(x, _sigma(self.schedule, tt))
+        log_p = (logits.gather(-1, x.unsqueeze(-1)).squeeze(-1).double()
+                 - softmax_rows.log_normalizer(logits))
+        return softmax_rows.entropy(logits), log_p
+
+    def nelbo(self, denoiser, x, real, samples: int, generator):
+        t = _repeat_times(len(x), samples, generator, x.device)
+        x_rep, m_rep = x.repeat_interleave(samples, 0), real.repeat_interleave(samples, 0)
+        alpha, dalpha = self.schedule.alpha(t), self.schedule.dalpha(t)
+        zt = q_xt(x_rep, alpha, self.vocab_size, generator)
+        logits = denoiser(zt, sigma_from_alpha(alpha).to(torch.float32))
+        per_token = fused_nelbo_per_token(logits, x_rep, zt, alpha, dalpha).double()
+        return (per_token * m_rep).sum(-1).view(len(x), samples).mean(-1)
+
+    def generate(self, denoiser, n: int, length: int, generator, steps: int, final: str,
+                 device):
+        cfg = SamplerConfig(steps=steps, final=final)
+        return generate(denoiser, n, length, self.vocab_size, self.schedule, generator, cfg,
+                        device=device)
+
+
+@dataclass(frozen=True)
+class Masked:
+    """Absorbing-state (masked) diffusion, MDLM-style (:mod:`attractor.masked`)."""
+
+    schedule: object
+    vocab_size: int
+    mask_id: int
+    name: str = "masked"
+
+    def corrupt_exactly(self, x0, n, generator, allowed):
+        return masked.mask_exactly(x0, n, self.mask_id, generator, allowed)
+
+    def forward(self, x0, levels, generator, allowed):
+        return masked.mask_forward(x0, self.schedule.alpha(levels), self.mask_id, generator,
+                                   allowed)
+
+    def retrieve(self, kind: str, denoiser, zt, t0, generator, free, cfg) -> tuple:
+        """Ancestral unmasking (Exp. 2), or confidence-ordered greedy unmasking whatever the
+        deterministic dynamics asked for (the uniform dynamics have no masked analogue)."""
+        if kind == "stochastic":
+            return masked.ancestral(denoiser, zt, t0, self.schedule, cfg.reverse_steps,
+                                    self.mask_id, generator), {}
+        return masked.confidence(denoiser, zt, t0, self.schedule, cfg.reverse_steps,
+                                 self.mask_id), {}
+
+    def start_entropy(self, denoiser, zt, t0):
+        return softmax_rows.entropy(masked.without_mask(denoiser(zt, _sigma(self.schedule, t0)),
+                                                        self.mask_id))
+
+    def clean_scores(self, denoiser, x, real, t: float, max_rows: int):
+        return masked.leave_one_out(denoiser, x, real, self.mask_id,
+                                    1.0 / max(x.shape[1], 1), self.schedule, max_rows)
+
+    def nelbo(self, denoiser, x, real, samples: int, generator):
+        t = _repeat_times(len(x), samples, generator, x.device)
+        x_rep, m_rep = x.repeat_interleave(samples, 0), real.repeat_interleave(samples, 0)
+        alpha, dalpha = self.schedule.alpha(t), self.schedule.dalpha(t)
+        zt = masked.mask_forward(x_rep, alpha, self.mask_id, generator, m_rep)
+        logits = denoiser(zt, sigma_from_alpha(alpha).to(torch.float32))
+        per_token = masked.nelbo_per_token(logits, x_rep, zt, alpha, dalpha, self.mask_id)
+        return per_token.double().sum(-1).view(len(x), samples).mean(-1)
+
+    def generate(self, denoiser, n: int, length: int, generator, steps: int, final: str,
+                 device):
+        z = torch.full((n, length), self.mask_id, dtype=torch.long, device=device)
+        t0 = torch.ones(n, dtype=torch.float64, device=device)
+        return masked.ancestral(denoiser, z, t0, self.schedule, steps, self.mask_id, generator)
+
+
+def family_of(run) -> Uniform | Masked:
+    """The family operations of a run (or any model the probes open)."""
+    if run.family == "masked":
+        return Masked(run.schedule, run.vocab_size, run.mask_id)
+    return Uniform(run.schedule, run.vocab_size)
