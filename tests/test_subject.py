@@ -173,3 +173,29 @@ def test_without_non_members_the_probes_run_and_say_what_is_missing(tmp_path, ca
     generate = json.loads((tmp_path / "out" / "probes" / "generate.json").read_text())
     assert generate["summary"]["entropy"]["generated"]["mean"] is not None
     assert "cannot" in (tmp_path / "out" / "probes" / "report.html").read_text()
+
+
+@pytest.mark.parametrize("model_type, extra", [("udlm", []), ("mdlm", ["--mask-id", "44"])])
+def test_released_dit_layouts_are_probed_through_the_cli(tmp_path, capsys, model_type, extra):
+    """A UDLM (uniform) and an MDLM (masked) release folder with random weights, K = 50."""
+    from test_adapters_checkpoints import hf_folder, random_weights
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    folder = hf_folder(tmp_path / model_type, random_weights(torch.Generator().manual_seed(0)),
+                       model_type=model_type)
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[BOS]", "[EOS]", "[UNK]", *WORDS])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.save(str(tmp_path / "tok.json"))
+    members, nonmembers = _texts(tmp_path / "m.txt", 6, 1), _texts(tmp_path / "n.txt", 6, 2)
+    common = ["--model", str(folder), "--members", str(members), "--nonmembers", str(nonmembers),
+              "--length", "10", "--out", str(tmp_path / "out"), "--bootstrap", "10",
+              "--no-progress", "--device", "cpu", *extra]
+    assert "holds no tokenizer" in _error(["probe", "entropy", *common], capsys)
+    common += ["--tokenizer", str(tmp_path / "tok.json")]
+    _probe(["probe", "entropy", *common, "--nelbo-samples", "2"], capsys)
+    _probe(["probe", "recovery", *common, "--times", "0.3", "--fractions", "0.3",
+            "--reverse-steps", "2", "--num-sequences", "6"], capsys)
+    data = json.loads((tmp_path / "out" / "probes" / "entropy.json").read_text())
+    assert data["family"] == ("masked" if model_type == "mdlm" else "uniform")
+    assert data["source"]["adapter"] == "dit" and data["num_train"] == 6
