@@ -102,7 +102,7 @@ def _defaults_from_options(cfg, exclude=()):
 @pytest.mark.parametrize("cfg, exclude", [
     (TrainConfig(), ()),
     (SweepConfig(), ("train.model_name", "train.model", "train.fraction", "train.num_train",
-                     "train.seed")),
+                     "train.seed", "train.family")),
 ])
 def test_command_line_defaults_are_the_dataclass_defaults(cfg, exclude):
     options, parsed = _defaults_from_options(cfg, exclude)

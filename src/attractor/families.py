@@ -13,7 +13,8 @@ scoring and generating mean for a model (docs/probes.md, "Masked models"):
                       (masked: the leave-one-out pseudo-likelihood; SUBS makes the clean-input
                       entropy identically 0)
     nelbo             the Monte-Carlo NELBO of each sequence (eq. 3, or MDLM's for masked)
-    generate          samples from the prior (uniform ids, or all masks)
+    generate          samples from the prior (uniform ids, or all masks), or left to right
+                      from BOS for the autoregressive baseline
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from attractor import masked, retrieval, softmax_rows
+from attractor.errors import UserError
 from attractor.forward import corrupt_exactly, q_xt
 from attractor.loss import stratified_times
 from attractor.loss_fused import fused_nelbo_per_token
@@ -57,7 +59,8 @@ class Uniform:
         zt = q_xt(x0, self.schedule.alpha(levels), self.vocab_size, generator)
         return torch.where(allowed, zt, x0)
 
-    def retrieve(self, kind: str, denoiser, zt, t0, generator, free, cfg) -> tuple:
+    def retrieve(self, kind: str, denoiser, zt, t0, generator, free, cfg,
+                 targets=None) -> tuple:
         """x_hat and extras; ``kind`` is "stochastic" or a deterministic dynamics."""
         if kind == "annealed":
             return retrieval.annealed(denoiser, zt, t0, self.schedule, cfg.reverse_steps, T_MIN,
@@ -112,9 +115,11 @@ class Masked:
         return masked.mask_forward(x0, self.schedule.alpha(levels), self.mask_id, generator,
                                    allowed)
 
-    def retrieve(self, kind: str, denoiser, zt, t0, generator, free, cfg) -> tuple:
-        """Ancestral unmasking (Exp. 2), or confidence-ordered greedy unmasking whatever the
-        deterministic dynamics asked for (the uniform dynamics have no masked analogue)."""
+    def retrieve(self, kind: str, denoiser, zt, t0, generator, free, cfg,
+                 targets=None) -> tuple:
+        """Ancestral unmasking (Exp. 2), or confidence-ordered greedy unmasking (Exp. 1: the
+        masked analogue of ``annealed``; the other uniform dynamics have none)."""
+        check_dynamics(self.name, kind)
         if kind == "stochastic":
             return masked.ancestral(denoiser, zt, t0, self.schedule, cfg.reverse_steps,
                                     self.mask_id, generator), {}
@@ -145,8 +150,90 @@ class Masked:
         return masked.ancestral(denoiser, z, t0, self.schedule, steps, self.mask_id, generator)
 
 
-def family_of(run) -> Uniform | Masked:
+def check_dynamics(family: str, kind: str) -> None:
+    """Only the uniform family has fixed-point and posterior-argmax retrieval."""
+    if kind in ("fixed-point", "posterior-argmax"):
+        raise UserError(f"--dynamics {kind} is defined for uniform-state models only; a "
+                        f"{family} model retrieves with the default (annealed: its analogue)")
+
+
+def _next_token(denoiser, z: torch.Tensor) -> torch.Tensor:
+    """Causal logits shifted so that row l predicts token l: (B, L, K); row 0 is unused."""
+    logits = denoiser(z, torch.zeros(len(z), device=z.device))
+    return torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+
+
+@dataclass(frozen=True)
+class Autoregressive:
+    """The autoregressive baseline (the same transformer, causal). Its probes, this project's
+    analogues: corruption as for uniform-state models but never of the first token; recovery
+    resamples the corrupted positions (known to the probe) left to right, each conditioned on
+    the prefix as repaired so far, by argmax (Exp. 1) or by sampling (Exp. 2); the conditional
+    entropy of a token is that of its next-token prediction, and the membership loss the exact
+    negative log-likelihood."""
+
+    schedule: object
+    vocab_size: int
+    bos_id: int
+    name: str = "ar"
+
+    def corrupt_exactly(self, x0, n, generator, allowed):
+        return corrupt_exactly(x0, n, self.vocab_size, generator, allowed=_after_first(allowed))
+
+    def forward(self, x0, levels, generator, allowed):
+        zt = q_xt(x0, self.schedule.alpha(levels), self.vocab_size, generator)
+        return torch.where(_after_first(allowed), zt, x0)
+
+    def retrieve(self, kind: str, denoiser, zt, t0, generator, free, cfg,
+                 targets=None) -> tuple:
+        check_dynamics(self.name, kind)
+        z = zt.clone()
+        targets = free if targets is None else targets
+        for pos in range(1, z.shape[1]):
+            rows = targets[:, pos].nonzero().squeeze(-1)
+            if len(rows) == 0:
+                continue
+            logits = denoiser(z[rows], torch.zeros(len(rows), device=z.device))[:, pos - 1]
+            z[rows, pos] = softmax_rows.sample(logits, generator) if kind == "stochastic" \
+                else logits.argmax(-1)
+        return z, {}
+
+    def start_entropy(self, denoiser, zt, t0):
+        h = softmax_rows.entropy(_next_token(denoiser, zt))
+        h[:, 0] = 0.0
+        return h
+
+    def clean_scores(self, denoiser, x, real, t: float, max_rows: int):
+        logits = _next_token(denoiser, x)
+        log_p = (logits.gather(-1, x.unsqueeze(-1)).squeeze(-1).double()
+                 - softmax_rows.log_normalizer(logits))
+        h = softmax_rows.entropy(logits)
+        h[:, 0], log_p[:, 0] = 0.0, 0.0           # the first token is given, not predicted
+        return h, log_p
+
+    def nelbo(self, denoiser, x, real, samples: int, generator):
+        """The exact negative log-likelihood of each sequence (nats), over real tokens."""
+        log_p = self.clean_scores(denoiser, x, real, 0.0, len(x))[1]
+        return -(log_p * real).sum(-1)
+
+    def generate(self, denoiser, n: int, length: int, generator, steps: int, final: str,
+                 device):
+        z = torch.full((n, length), self.bos_id, dtype=torch.long, device=device)
+        free = torch.ones_like(z, dtype=torch.bool)
+        free[:, 0] = False
+        return self.retrieve("stochastic", denoiser, z, None, generator, free, None, free)[0]
+
+
+def _after_first(allowed: torch.Tensor) -> torch.Tensor:
+    out = allowed.clone()
+    out[:, 0] = False
+    return out
+
+
+def family_of(run) -> Uniform | Masked | Autoregressive:
     """The family operations of a run (or any model the probes open)."""
     if run.family == "masked":
         return Masked(run.schedule, run.vocab_size, run.mask_id)
+    if run.family == "ar":
+        return Autoregressive(run.schedule, run.vocab_size, run.dataset.bos_id)
     return Uniform(run.schedule, run.vocab_size)

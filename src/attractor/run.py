@@ -82,10 +82,10 @@ def load_run(run_dir: str | Path, device: str = "auto", weights: str = "ema",
     from attractor.data import build_dataset, load_tokenizer
     from attractor.data.corpus import sentence_checker
     from attractor.device import resolve_device
-    from attractor.model import DiT
     from attractor.schedule import get_schedule
     from attractor.train import checkpoint as ckpt
     from attractor.train.config import read_run_config
+    from attractor.train.objectives import build_model, mask_id
 
     run_dir = Path(run_dir)
     require(run_dir.is_dir(), f"{run_dir} does not exist or is not a directory")
@@ -102,7 +102,7 @@ def load_run(run_dir: str | Path, device: str = "auto", weights: str = "ema",
     require(tok_vocab == vocab, f"tokenizer has {tok_vocab} tokens but the model was trained "
                                 f"with K = {vocab}")
     dev = resolve_device(device)
-    model = DiT(cfg.model, vocab)
+    model = build_model(cfg.model, cfg.family, vocab)
     state = ckpt.load_weights(found, weights)
     try:
         model.load_state_dict(state)
@@ -114,7 +114,8 @@ def load_run(run_dir: str | Path, device: str = "auto", weights: str = "ema",
     require(dataset.fingerprint == membership["fingerprint"],
             f"the data rebuilt from {run_dir}/config.json differs from the data the run was "
             f"trained on (fingerprint mismatch)")
-    return Run(directory=run_dir, config=cfg, vocab_size=vocab, model=model, tokenizer=tokenizer,
+    return Run(directory=run_dir, config=cfg, vocab_size=model.vocab_size, model=model,
+               tokenizer=tokenizer, family=cfg.family, mask_id=mask_id(cfg.family, vocab),
                dataset=dataset, train_ids=torch.tensor(membership["train_ids"], dtype=torch.long),
                test_ids=torch.tensor(membership["test_ids"], dtype=torch.long),
                schedule=get_schedule(cfg.schedule), step=ckpt.checkpoint_step(run_dir) or 0,

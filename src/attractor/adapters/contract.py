@@ -5,7 +5,8 @@ An adapter (:mod:`attractor.adapters.registry`) turns a checkpoint on disk into 
 
     module      (zt (B, L) int64, time (B,)) -> logits (B, L, K); ``time`` is sigma = -log
                 alpha_t, t, or absent, as ``time_input`` says
-    family      "uniform" (uniform-state diffusion, eq. 1) or "masked" (absorbing-state)
+    family      "uniform" (uniform-state diffusion, eq. 1), "masked" (absorbing-state) or "ar"
+                (an autoregressive model exported by attractor: causal, called with sigma = 0)
     schedule    the alpha_t of its noise process (log-linear for every supported release)
     tokenizer   a ``tokenizers.Tokenizer`` of K ids, and the special ids pad, bos, eos, mask
     max_length  the longest sequence the model takes (None: not stated)
@@ -22,7 +23,7 @@ import torch
 
 from attractor.errors import UserError
 
-FAMILIES = ("uniform", "masked")
+FAMILIES = ("uniform", "masked", "ar")
 TIME_INPUTS = ("sigma", "t", "none")
 
 

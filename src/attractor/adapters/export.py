@@ -73,7 +73,7 @@ def load_export(path: Path) -> LoadedModel:
         special = Special(**meta["special"])
     except (KeyError, TypeError, ValueError) as err:
         raise UserError(f"{path}/config.json is damaged ({err})") from None
-    model = DiT(cfg, vocab)
+    model = DiT(cfg, vocab, causal=family == "ar")
     try:
         model.load_state_dict(safetensors_load(path / "model.safetensors"))
     except RuntimeError as err:

@@ -23,7 +23,7 @@ class RunResults:
     """Everything the analysis uses from one run (model, size, seed) of a sweep."""
 
     name: str
-    model: str
+    model: str                   # the series: the model config, prefixed by a non-uniform family
     num_train: int
     seed: int
     train_nelbo: float | None
@@ -88,7 +88,10 @@ def load_run_results(run_dir: Path) -> RunResults | None:
 def _load_run_results(run_dir: Path, probes: Path) -> RunResults:
     config = read_json(run_dir / "config.json")
     summary = read_json(run_dir / "summary.json") if (run_dir / "summary.json").is_file() else {}
-    res = RunResults(name=run_dir.name, model=config["train"]["model_name"],
+    family = config["train"].get("family", "uniform")
+    label = config["train"]["model_name"] if family == "uniform" else \
+        f"{family} {config['train']['model_name']}"
+    res = RunResults(name=run_dir.name, model=label,
                      num_train=int(config["num_train"]), seed=int(config["train"]["seed"]),
                      train_nelbo=summary.get("train_nelbo"), test_nelbo=summary.get("test_nelbo"))
     res.probes = {name: read_json(probes / f"{name}.json") for name in PROBES}
@@ -134,11 +137,3 @@ def load_sweep_results(sweep_dir: Path) -> list[RunResults]:
             if loaded is not None:
                 runs.append(loaded)
     return sorted(runs, key=lambda r: (r.model, r.seed, r.num_train))
-
-
-def by_group(runs: list[RunResults]) -> dict[str, list[RunResults]]:
-    """Runs per series (one model and seed), each sorted by training size."""
-    out: dict[str, list[RunResults]] = {}
-    for r in runs:
-        out.setdefault(r.group, []).append(r)
-    return out

@@ -20,6 +20,17 @@ EXPECTATION = ("Paper's expectation (§5, Figs. 4-5): with few training sequence
                "generated a little above train (the entropy gap).")
 
 
+FAMILIES_NOTE = (
+    "Families compared on the same data, training sizes, seeds and transformer: uniform "
+    "(the paper's uniform-state diffusion), masked (absorbing-state, MDLM-style; its rows are "
+    "labelled 'masked'), ar (the autoregressive baseline, causal; 'ar'). Each family's probes "
+    "are its own analogues: masked recovery is infilling (masked tokens restored by its "
+    "unmasking) and its entropy the leave-one-out entropy; autoregressive recovery resamples the "
+    "corrupted positions, known to the probe, left to right, and its entropy is the "
+    "next-token entropy. Numbers compare within a family across sizes; across families they "
+    "measure different things (docs/probes.md).")
+
+
 def _transition_blocks(analysis: dict) -> list[str]:
     return [heading("Where does the model stop memorising?"),
             paragraph("Two independent estimates of the transition. The first needs held-out "
@@ -105,9 +116,13 @@ def render_sweep_report(sweep_dir: str | Path) -> Path:
             "nothing to report")
     cfg = read_json(sweep_dir / "sweep.json")["config"]
     train = cfg["train"]
-    blocks = [paragraph(f"Corpus {train['data']['corpus']}, models {', '.join(cfg['models'])}, "
+    blocks = [paragraph(f"Corpus {train['data']['corpus']}, families "
+                        f"{', '.join(cfg.get('families', ['uniform']))}, models "
+                        f"{', '.join(cfg['models'])}, "
                         f"training sizes {', '.join(map(str, cfg['sizes']))}, seeds "
                         f"{', '.join(map(str, cfg['seeds']))}, {train['steps']} steps each.")]
+    if len(cfg.get("families", ["uniform"])) > 1:
+        blocks.append(paragraph(FAMILIES_NOTE, "note"))
     if analysis["missing"]:
         blocks.append(paragraph(f"Not finished yet, so not in this report: "
                                 f"{', '.join(analysis['missing'])}.", "note"))

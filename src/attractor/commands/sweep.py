@@ -11,7 +11,8 @@ import json
 
 from attractor.options import add_common, add_config_options, resolve
 
-EXCLUDED = ("train.model_name", "train.model", "train.fraction", "train.num_train", "train.seed")
+EXCLUDED = ("train.model_name", "train.model", "train.fraction", "train.num_train", "train.seed",
+            "train.family")
 
 
 def config_from_args(args: argparse.Namespace):

@@ -54,8 +54,9 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 EXPLICIT_ATTENTION_MAX_LENGTH = 128
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Bidirectional softmax(q k^T / sqrt(hd)) v: (B, H, L, hd) each -> (B, H, L, hd).
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+              causal: bool = False) -> torch.Tensor:
+    """softmax(q k^T / sqrt(hd)) v, bidirectional or causal: (B, H, L, hd) each -> (B, H, L, hd).
 
     torch's fused kernel everywhere except bf16 on a CPU with L <= 128: there the fused kernel's
     bf16 backward is slow, and the same attention written out in float32 (scores, softmax and
@@ -64,9 +65,12 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
     """
     L = q.shape[-2]
     if q.device.type != "cpu" or q.dtype != torch.bfloat16 or L > EXPLICIT_ATTENTION_MAX_LENGTH:
-        return F.scaled_dot_product_attention(q, k, v)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
     with torch.autocast(device_type="cpu", enabled=False):
         scores = (q.float() @ k.float().transpose(-1, -2)) * (q.shape[-1] ** -0.5)  # (B, H, L, L)
+        if causal:
+            future = torch.ones(L, L, dtype=torch.bool, device=q.device).triu(1)
+            scores = scores.masked_fill(future, float("-inf"))
         return (scores.softmax(dim=-1) @ v.float()).to(v.dtype)
 
 
@@ -102,9 +106,9 @@ class TimeEmbedding(nn.Module):
 
 
 class DiTBlock(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, causal: bool = False):
         super().__init__()
-        d, self.heads = cfg.hidden, cfg.heads
+        d, self.heads, self.causal = cfg.hidden, cfg.heads, causal
         self.norm1, self.norm2 = LayerNormNoBias(d), LayerNormNoBias(d)
         self.qkv = nn.Linear(d, 3 * d, bias=False)
         self.attn_out = nn.Linear(d, d, bias=False)
@@ -121,22 +125,27 @@ class DiTBlock(nn.Module):
         qkv = self.qkv(modulate(self.norm1(h), b1, s1))                      # (B, L, 3d)
         q, k, v = qkv.view(B, L, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)            # (B, H, L, hd)
-        a = attention(q, k, v)                                               # (B, H, L, hd)
+        a = attention(q, k, v, self.causal)                                  # (B, H, L, hd)
         a = self.attn_out(a.transpose(1, 2).reshape(B, L, d))
         h = h + g1 * self.dropout(a)
         return h + g2 * self.dropout(self.mlp(modulate(self.norm2(h), b2, s2)))
 
 
 class DiT(nn.Module):
-    """The denoiser x_theta(z_t, sigma_t) of the paper (Table 1 shapes via ModelConfig)."""
+    """The denoiser x_theta(z_t, sigma_t) of the paper (Table 1 shapes via ModelConfig).
 
-    def __init__(self, cfg: ModelConfig, vocab_size: int):
+    ``causal=True`` makes every position attend to itself and the positions before it only:
+    the same transformer as the autoregressive baseline, whose logits at position l predict
+    token l + 1 (it is called with sigma = 0).
+    """
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int, causal: bool = False):
         super().__init__()
-        self.cfg, self.vocab_size = cfg, vocab_size
+        self.cfg, self.vocab_size, self.causal = cfg, vocab_size, causal
         self.embedding = nn.Parameter(torch.empty(vocab_size, cfg.hidden))
         nn.init.kaiming_uniform_(self.embedding, a=math.sqrt(5))
         self.time = TimeEmbedding(cfg.cond_dim, cfg.time_features)
-        self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.blocks))
+        self.blocks = nn.ModuleList(DiTBlock(cfg, causal) for _ in range(cfg.blocks))
         self.norm_final = LayerNormNoBias(cfg.hidden)
         self.adaln_final = nn.Linear(cfg.cond_dim, 2 * cfg.hidden)
         self.output = nn.Linear(cfg.hidden, vocab_size)

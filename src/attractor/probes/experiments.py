@@ -86,10 +86,10 @@ class DeterministicConfig:
     def start_times(self, levels: torch.Tensor) -> torch.Tensor:
         return torch.full_like(levels, self.t)
 
-    def retrieve(self, ops, denoiser, zt, t0, generator, free) -> tuple[torch.Tensor, dict]:
+    def retrieve(self, ops, denoiser, zt, t0, generator, free, targets) -> tuple:
         """x_hat (R, L), changing only ``free`` positions, and, for the fixed-point dynamics,
         per-row iterations and outcome (:mod:`attractor.families`)."""
-        return ops.retrieve(self.dynamics, denoiser, zt, t0, generator, free, self)
+        return ops.retrieve(self.dynamics, denoiser, zt, t0, generator, free, self, targets)
 
 
 @dataclass(frozen=True)
@@ -125,5 +125,5 @@ class StochasticConfig:
     def start_times(self, levels: torch.Tensor) -> torch.Tensor:
         return levels
 
-    def retrieve(self, ops, denoiser, zt, t0, generator, free) -> tuple[torch.Tensor, dict]:
-        return ops.retrieve("stochastic", denoiser, zt, t0, generator, free, self)
+    def retrieve(self, ops, denoiser, zt, t0, generator, free, targets) -> tuple:
+        return ops.retrieve("stochastic", denoiser, zt, t0, generator, free, self, targets)

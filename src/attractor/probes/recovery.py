@@ -79,7 +79,7 @@ def unigram_denoiser(run):
     return denoise
 
 
-def _denoise(denoiser, zt: torch.Tensor, t0: torch.Tensor, mask: torch.Tensor, run, config,
+def _denoise(denoiser, zt: torch.Tensor, t0: torch.Tensor, batch: Batch, run, config,
              generator: torch.Generator, progress: bool) -> dict:
     """Retrieval over all rows in chunks, changing real positions (``mask``) only: {"x_hat",
     "entropy" (start-time, (R, L)), extras of the dynamics ((R,) each), and "x_unigram" (the
@@ -92,12 +92,13 @@ def _denoise(denoiser, zt: torch.Tensor, t0: torch.Tensor, mask: torch.Tensor, r
     bar = tqdm(total=len(zt), desc=f"recovery from {config.LEVEL}", unit="seq",
                disable=not progress, dynamic_ncols=True)
     for sl in common.chunks(len(zt), rows):
-        z, t, free = (v[sl].to(run.device) for v in (zt, t0, mask))
+        z, t, free, x0 = (v[sl].to(run.device) for v in (zt, t0, batch.mask, batch.x0))
+        targets = changed_positions(x0, z, free)    # only the autoregressive baseline uses them
         out = {"entropy": ops.start_entropy(denoiser, z, t)}
-        out["x_hat"], extras = config.retrieve(ops, denoiser, z, t, gen, free)
+        out["x_hat"], extras = config.retrieve(ops, denoiser, z, t, gen, free, targets)
         out.update(extras)
         if unigram is not None:
-            out["x_unigram"] = config.retrieve(ops, unigram, z, t, gen, free)[0]
+            out["x_unigram"] = config.retrieve(ops, unigram, z, t, gen, free, targets)[0]
         for key, value in out.items():
             parts.setdefault(key, []).append(value.cpu())
         bar.update(sl.stop - sl.start)
@@ -222,7 +223,7 @@ def run_recovery(run, config, generator: torch.Generator,
     start = time.perf_counter()
     batch = _batch(run, config, generator)
     zt = config.corrupt(family_of(run), batch.x0, batch.mask, batch.level, generator)
-    out = _denoise(denoiser, zt, config.start_times(batch.level), batch.mask, run, config,
+    out = _denoise(denoiser, zt, config.start_times(batch.level), batch, run, config,
                    generator, progress)
     rows = _row_records(batch, zt, out, config.LEVEL, run.vocab_size)
     return common.ProbeResult(

@@ -17,6 +17,7 @@ from attractor.errors import UserError
 from attractor.model.configs import MODEL_CONFIGS
 from attractor.probes.registry import config_class, default_configs
 from attractor.train.config import TrainConfig
+from attractor.train.objectives import FAMILIES
 
 PROBE_PRECISIONS = ("fp32", "bf16")
 _DEFAULT_TRAIN = TrainConfig()
@@ -30,6 +31,8 @@ class SweepConfig:
                                  factory=TrainConfig)
     models: tuple[str, ...] = setting(("nano",), help="model configs, comma-separated: "
                                       + ", ".join(MODEL_CONFIGS))
+    families: tuple[str, ...] = setting(("uniform",), help="model families, comma-separated: "
+                                        + ", ".join(FAMILIES) + " (same data, sizes, seeds)")
     sizes: tuple[int, ...] | None = setting(None, help="training sizes, increasing (none: "
                                             "log-spaced, then linear up to the whole pool)")
     seeds: tuple[int, ...] = setting((0,), help="training seeds (initialisation, data order, "
@@ -50,12 +53,18 @@ class SweepConfig:
                   f"must be positive training sizes, got {list(self.sizes)}")
             check(list(self.sizes) == sorted(set(self.sizes)), "sizes",
                   f"must be strictly increasing, got {list(self.sizes)}")
+        check(len(self.families) >= 1 and len(set(self.families)) == len(self.families),
+              "families", "must name each family once")
+        unknown = [f for f in self.families if f not in FAMILIES]
+        check(not unknown, "families", f"has unknown famil{'ies' if len(unknown) > 1 else 'y'} "
+              f"{', '.join(unknown)}; choose from {', '.join(FAMILIES)}")
         check(len(self.seeds) >= 1 and min(self.seeds) >= 0, "seeds", "must be seeds >= 0")
         check(len(set(self.seeds)) == len(self.seeds), "seeds", "repeats a seed")
         check(self.probe_precision in PROBE_PRECISIONS, "probe_precision",
               f"is {self.probe_precision!r}, not one of {', '.join(PROBE_PRECISIONS)}")
         t = self.train
         for path, value, default, by in (("seed", t.seed, 0, "seeds"),
+                                         ("family", t.family, "uniform", "families"),
                                          ("fraction", t.fraction, None, "sizes"),
                                          ("num_train", t.num_train, None, "sizes"),
                                          ("model_name", t.model_name, _DEFAULT_TRAIN.model_name,

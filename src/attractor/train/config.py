@@ -18,6 +18,7 @@ from attractor.errors import UserError
 from attractor.io import read_json
 from attractor.model.configs import MODEL_CONFIGS, ModelConfig
 from attractor.schedule import SCHEDULES
+from attractor.train.objectives import FAMILIES
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -51,6 +52,9 @@ class TrainConfig:
     """One training run: data, model, optimiser, training size, steps, seed and hardware."""
 
     data: DataConfig = setting(help="corpus and sequences", factory=DataConfig)
+    family: str = setting("uniform", help="uniform (the paper's uniform-state diffusion) | "
+                          "masked (absorbing-state, MDLM-style) | ar (autoregressive baseline: "
+                          "the same transformer, causal)")
     model_name: str = setting("nano", help="model config: " + " | ".join(MODEL_CONFIGS),
                               flag="model")
     model: ModelConfig = setting(help="DiT shape", factory=lambda: MODEL_CONFIGS["nano"],
@@ -76,6 +80,8 @@ class TrainConfig:
     log_every: int = setting(10, help="steps between metrics rows")
 
     def __post_init__(self) -> None:
+        check(self.family in FAMILIES, "family",
+              f"is {self.family!r}, not one of {', '.join(FAMILIES)}")
         check(self.model_name in MODEL_CONFIGS, "model_name",
               f"is {self.model_name!r}, not one of {', '.join(MODEL_CONFIGS)}")
         check(self.fraction is None or self.num_train is None, "num_train",

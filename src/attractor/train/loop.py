@@ -77,11 +77,13 @@ def diffusion_loss_terms(model, x0: torch.Tensor, t: torch.Tensor, schedule,
 @torch.no_grad()
 def evaluate_nelbo(model, sequences: torch.Tensor, mask: torch.Tensor, seed: int,
                    batch_size: int = 64, schedule=None, eps: float = 1e-3,
-                   amp_dtype=None) -> float:
+                   amp_dtype=None, objective=None) -> float:
     """Monte-Carlo NELBO per (non-pad) token of ``sequences`` with fixed, seeded noise.
 
     sequences (N, L) int64, mask (N, L) bool. The same seed gives the same t and z_t, so numbers
-    from different checkpoints are comparable. Returns nats per token.
+    from different checkpoints are comparable. ``objective`` (attractor.train.objectives) gives
+    the family's loss (its NELBO, or the autoregressive NLL); by default the uniform one.
+    Returns nats per token.
     """
     schedule = schedule or LogLinear()
     was_training = model.training
@@ -93,7 +95,10 @@ def evaluate_nelbo(model, sequences: torch.Tensor, mask: torch.Tensor, seed: int
         x0 = sequences[start: start + batch_size].to(device)
         m = mask[start: start + batch_size].to(device)
         t = stratified_times(len(x0), gen, eps, device=device)
-        per_token = diffusion_loss_terms(model, x0, t, schedule, gen, amp_dtype)
+        if objective is None:
+            per_token = diffusion_loss_terms(model, x0, t, schedule, gen, amp_dtype)
+        else:
+            per_token = objective.loss(model, x0, objective.corrupt(x0, t, gen), t)
         total += float((per_token * m).sum())
         count += float(m.sum())
     model.train(was_training)

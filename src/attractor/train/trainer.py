@@ -28,10 +28,9 @@ from attractor.config import differences, to_dict
 from attractor.data import Dataset, build_dataset
 from attractor.device import resolve_device, resolve_precision
 from attractor.errors import UserError
-from attractor.forward import q_xt
 from attractor.io import append_jsonl, make_dir, read_json, read_jsonl, write_json, write_jsonl
 from attractor.loss import stratified_times
-from attractor.model import DiT, count_parameters
+from attractor.model import DiT
 from attractor.schedule import get_schedule
 from attractor.train import checkpoint as ckpt
 from attractor.train.config import TrainConfig, read_run_config
@@ -42,9 +41,9 @@ from attractor.train.loop import (
     ema_update,
     evaluate_nelbo,
     learning_rate,
-    loss_terms,
     step_generator,
 )
+from attractor.train.objectives import Objective, build_model, mask_id
 
 
 @dataclass(frozen=True)
@@ -69,6 +68,7 @@ class TrainJob:
     device: torch.device
     dist: Distributed
     amp: torch.dtype | None            # autocast dtype of the forward pass, None for fp32
+    objective: Objective               # the family's corruption and loss
 
     @property
     def per_rank(self) -> int:
@@ -127,7 +127,9 @@ def _write_fresh_run(job: TrainJob, train_ids: torch.Tensor) -> None:
     write_json(run_dir / "membership.json", data.membership(train_ids))
     write_json(run_dir / "config.json", {
         "train": to_dict(cfg), "vocab_size": data.vocab_size, "pad_id": data.pad_id,
-        "num_train": len(train_ids), "parameters": count_parameters(cfg.model, data.vocab_size),
+        "num_train": len(train_ids), "mask_id": mask_id(cfg.family, data.vocab_size),
+        "parameters": sum(p.numel() for p in build_model(cfg.model, cfg.family,
+                                                          data.vocab_size).parameters()),
         "attractor_version": attractor.__version__,
     })
 
@@ -143,7 +145,7 @@ def loss_mask(data: Dataset, cfg: TrainConfig) -> torch.Tensor:
 def _initial_state(job: TrainJob) -> TrainState:
     cfg = job.cfg
     torch.manual_seed(derive_seed(cfg.seed, "init"))    # model initialisation (same for all runs)
-    model = DiT(cfg.model, job.data.vocab_size).to(job.device)
+    model = build_model(cfg.model, cfg.family, job.data.vocab_size).to(job.device)
     # fused: one kernel over all parameters (CPU and CUDA), ~7x faster than the multi-tensor
     # implementation on the 50258 x d embedding and head here (benchmarks/train_profile.py)
     o = cfg.optim
@@ -171,8 +173,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
         prepare_run_dir(run_dir, cfg, resume)
     data = data or build_dataset(cfg.data, cache_dir=cache_dir)
     train_ids = data.train_ids(fraction=cfg.fraction, num_train=cfg.num_train)
+    amp = resolve_precision(cfg.precision, device)
+    objective = Objective(cfg.family, get_schedule(cfg.schedule), data.vocab_size, amp,
+                          cfg.compile)
     job = TrainJob(cfg, run_dir, data, data.sequences[train_ids], loss_mask(data, cfg)[train_ids],
-                   device, dist, resolve_precision(cfg.precision, device))
+                   device, dist, amp, objective)
     if (cfg.batch_size // cfg.grad_accum) % dist.world or job.per_rank == 0:
         raise UserError(f"batch size {cfg.batch_size} / accumulation {cfg.grad_accum} does not "
                         f"split over {dist.world} processes")
@@ -212,19 +217,16 @@ def _train_step(job: TrainJob, state: TrainState, step: int) -> tuple[float, flo
     times = stratified_times(cfg.batch_size, step_generator(cfg.seed, step, "t"), cfg.sampling_eps)
     x_all, m_all = job.x_train[idx], job.m_train[idx]
     denom = m_all.sum().clamp_min(1).float().to(job.device)
-    schedule = get_schedule(cfg.schedule)
     # The corruption of the whole global batch is drawn at once, on every rank, so that
     # accumulation and data parallelism see exactly the z_t of one big batch.
-    z_all = q_xt(x_all, schedule.alpha(times), state.model.vocab_size,
-                 step_generator(cfg.seed, step, "noise"))
+    z_all = job.objective.corrupt(x_all, times, step_generator(cfg.seed, step, "noise"))
     torch.manual_seed(derive_seed(cfg.seed, step, "dropout", dist.rank))
     state.optimizer.zero_grad(set_to_none=True)
     micro, step_loss = cfg.batch_size // cfg.grad_accum, 0.0
     for a in range(cfg.grad_accum):
         sl = slice(a * micro + dist.rank * job.per_rank, a * micro + (dist.rank + 1) * job.per_rank)
         x0, zt, m = (v[sl].to(job.device) for v in (x_all, z_all, m_all))
-        per_token = loss_terms(state.net, x0, zt, times[sl].to(job.device), schedule, job.amp,
-                               compiled=cfg.compile)
+        per_token = job.objective.loss(state.net, x0, zt, times[sl].to(job.device))
         loss = (per_token * m).sum() / denom * dist.world
         loss.backward()
         step_loss += float(loss.detach()) / dist.world
@@ -270,16 +272,16 @@ def _run_loop(job: TrainJob, state: TrainState, progress: bool) -> dict:
 
 def _log_eval(job: TrainJob, state: TrainState) -> None:
     cfg, data = job.cfg, job.data
-    ema_model = DiT(cfg.model, data.vocab_size).to(job.device)
+    ema_model = build_model(cfg.model, cfg.family, data.vocab_size).to(job.device)
     ema_model.load_state_dict(state.ema)
     n, test = cfg.eval_sequences, data.test_ids[:cfg.eval_sequences]
     schedule = get_schedule(cfg.schedule)
     row = {"step": state.step, "split": "eval",
            "train_nelbo": evaluate_nelbo(ema_model, job.x_train[:n], job.m_train[:n], cfg.seed,
-                                         schedule=schedule, amp_dtype=job.amp),
+                                         schedule=schedule, objective=job.objective),
            "test_nelbo": evaluate_nelbo(ema_model, data.sequences[test],
                                         loss_mask(data, cfg)[test], cfg.seed, schedule=schedule,
-                                        amp_dtype=job.amp)}
+                                        objective=job.objective)}
     row["test_ppl_bound"] = float(torch.tensor(row["test_nelbo"]).exp())
     append_jsonl(job.run_dir / "metrics.jsonl", row)
 
