@@ -93,6 +93,8 @@ def _one_line(argv, capsys) -> str:
 
 
 def test_plan_lists_independent_jobs_and_reads_config_files(tmp_path, capsys):
+    assert "unknown family" in _one_line(["sweep", "--out", str(tmp_path / "x"),
+                                          "--families", "uniform,gpt"], capsys)
     config = tmp_path / "tiny.toml"
     config.write_text("sizes = [16, 200]\nseeds = [0, 3]\n[train]\nsteps = 40\n"
                       "[train.data]\ncorpus_size = 600\ntest_size = 32\n")
@@ -103,6 +105,11 @@ def test_plan_lists_independent_jobs_and_reads_config_files(tmp_path, capsys):
     assert [p["name"] for p in plan] == ["nano-n16-s0", "nano-n200-s0", "nano-n16-s3",
                                          "nano-n200-s3"]
     assert plan[2]["seed"] == 3
+    capsys.readouterr()
+    assert main(["sweep", "--out", str(tmp_path / "f"), "--plan", "--config", str(config),
+                 "--families", "uniform,ar", "--seeds", "0"]) == 0
+    names = [p["name"] for p in json.loads(capsys.readouterr().out)]
+    assert names == ["nano-n16-s0", "nano-n200-s0", "ar-nano-n16-s0", "ar-nano-n200-s0"]
     assert "--only nano-n16-s0" in plan[0]["command"]
     saved = json.loads((tmp_path / "p" / "sweep.json").read_text())["config"]
     assert saved["train"]["steps"] == 41 and saved["seeds"] == [0, 3]

@@ -12,17 +12,20 @@ def run(args: argparse.Namespace) -> int:
     import attractor
     from attractor.errors import require
     from attractor.model.configs import MODEL_CONFIGS, count_parameters
+    from attractor.train.objectives import FAMILIES, model_vocab
 
     require(args.vocab >= 2, f"--vocab needs at least 2 tokens, got {args.vocab}")
     print(f"attractor {attractor.__version__}  python {platform.python_version()}  "
           f"torch {torch.__version__}")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"device: {device}  threads: {torch.get_num_threads()}")
-    print(f"model configs (K = {args.vocab}):")
+    print(f"model configs (K = {args.vocab}; parameters per family: the masked model has one "
+          "more id, the mask; the autoregressive one the same weights, causal):")
     for name, cfg in MODEL_CONFIGS.items():
-        total = count_parameters(cfg, args.vocab)
-        print(f"  {name:8s} d={cfg.hidden:5d} blocks={cfg.blocks:3d} heads={cfg.heads:3d} "
-              f"params={total / 1e6:8.2f}M")
+        counts = "  ".join(f"{f}={count_parameters(cfg, model_vocab(f, args.vocab)) / 1e6:.2f}M"
+                           for f in FAMILIES)
+        print(f"  {name:8s} d={cfg.hidden:5d} blocks={cfg.blocks:3d} heads={cfg.heads:3d}  "
+              f"{counts}")
     return 0
 
 
