@@ -2,11 +2,11 @@
 
 Trains a `tiny` model for a few steps on the synthetic corpus with the GPT-2 tokenizer (K = 50258,
 L = 128, so the per-step posterior work is as large as in the paper's setting), then times the
-probes at each precision of the denoiser's forward pass (fp32, bf16 autocast). Writes
-benchmarks/results/probe_throughput.json.
+probes at each precision of the denoiser's forward pass (fp32, bf16 autocast), on CUDA when
+there is one (``--device``). Writes benchmarks/results/probe_throughput.json.
 
     python benchmarks/probe_throughput.py [--model tiny] [--tokenizer gpt2] [--sequences 32]
-                                          [--precisions fp32,bf16]
+                                          [--precisions fp32,bf16] [--device auto]
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ def main() -> None:
     parser.add_argument("--sequences", type=int, default=32)
     parser.add_argument("--steps", type=int, default=25, help="reverse-process steps")
     parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--corpus-size", type=int, default=3000, help="synthetic sentences")
+    parser.add_argument("--num-train", type=int, default=512, help="training sequences")
     parser.add_argument("--out", default=str(RESULTS / "probe_throughput.json"))
     args = parser.parse_args()
 
@@ -44,17 +47,21 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         cfg = override(TrainConfig(), {
-            "model_name": args.model, "num_train": 512, "steps": 2, "batch_size": 8,
-            "eval_every": 2, "eval_sequences": 8, "checkpoint_every": 2,
+            "model_name": args.model, "num_train": args.num_train, "steps": 2, "batch_size": 8,
+            "eval_every": 2, "eval_sequences": 8, "checkpoint_every": 2, "device": args.device,
             "data": {"tokenizer": args.tokenizer, "block_length": args.block_length,
-                     "corpus_size": 3000, "test_size": 256}})
+                     "corpus_size": args.corpus_size,
+                     "test_size": min(256, args.corpus_size // 4)}})
         train(cfg, Path(tmp) / "run", progress=False)
         for precision in args.precisions.split(","):
-            run = load_run(Path(tmp) / "run", precision=precision)
+            run = load_run(Path(tmp) / "run", device=args.device, precision=precision)
             rows += _time_probes(run, args, precision)
     result = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                           "torch": torch.__version__, "threads": torch.get_num_threads(),
-                          "ld_preload": os.environ.get("LD_PRELOAD", "")},
+                          "ld_preload": os.environ.get("LD_PRELOAD", ""),
+                          "device": str(run.device),
+                          "cuda": (torch.cuda.get_device_name(run.device)
+                                   if run.device.type == "cuda" else None)},
               "model": args.model, "vocab": run.vocab_size, "block_length": args.block_length,
               "reverse_steps": args.steps, "probes": rows,
               "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}

@@ -4,7 +4,8 @@ For each configuration, times the phases of an optimiser step (corruption, denoi
 backward, AdamW) over a few steps, then profiles one step with torch.profiler and splits the
 operator time into the output projection's matrix products (any operand with K columns, forward
 and backward), the other matrix products, attention, and the rest; the FLOP/s the matrix products
-themselves reach is set against the machine's matmul peak measured in the same run. Writes
+themselves reach is set against the machine's matmul peak measured in the same run. The model
+has its config's dropout, as ``attractor train`` trains it (tiny: 0.1). Writes
 benchmarks/results/train_profile.json.
 
     python benchmarks/train_profile.py [--configs tiny:4096 tiny:50258] [--precision bf16]
@@ -13,7 +14,6 @@ benchmarks/results/train_profile.json.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -79,7 +79,7 @@ def profile_one(model_name: str, vocab: int, precision: str, batch: int, length:
     from attractor.schedule import LogLinear
 
     torch.manual_seed(0)
-    cfg = dataclasses.replace(get_model_config(model_name), dropout=0.0)
+    cfg = get_model_config(model_name)               # its own dropout, as the CLI trains it
     model = DiT(cfg, vocab)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)   # as the trainer
     gen = torch.Generator().manual_seed(0)
@@ -110,7 +110,7 @@ def profile_one(model_name: str, vocab: int, precision: str, batch: int, length:
     tokens = batch * length
     return {
         "model": model_name, "vocab": vocab, "precision": precision, "batch": batch,
-        "length": length, "step_s": step_s, "tokens_per_s": tokens / step_s,
+        "dropout": cfg.dropout, "length": length, "step_s": step_s, "tokens_per_s": tokens / step_s,
         "mfu_vs_bf16_peak": flops_per_token(cfg, vocab, length) * tokens / step_s / peak,
         "phases_s": phases,
         "phase_share": {k: v / step_s for k, v in phases.items()},

@@ -1,7 +1,14 @@
 """Training throughput and model FLOPs utilisation (MFU) of the DiT + uniform-state NELBO.
 
+Measures what ``attractor train`` runs with its defaults: the model config's own dropout (tiny,
+small, medium: 0.1; nano, micro: 0), and per step the trainer's work on a batch with no pads:
+corruption, forward pass (bf16 autocast or fp32), loss, backward, gradient clipping at 1.0, fused
+AdamW and the EMA update. ``--dropout 0`` reproduces the earlier dropout-free measurements.
+Loss variants: ``fused`` (the trainer's), ``reference`` (loss.py) and ``head-fused`` (the output
+projection fused with the loss, attractor.head_loss; not used by the trainer yet).
+
 Writes benchmarks/results/train_throughput.json. Each configuration runs in a fresh subprocess so
-that its peak resident memory is its own.
+that its peak memory is its own. Runs on CUDA when there is one (``--device``).
 
 MFU = (FLOPs per token x tokens per second) / peak matmul FLOP/s, with
     FLOPs per token = 6 x (parameters excluding the input embedding and the once-per-sequence
@@ -9,7 +16,7 @@ MFU = (FLOPs per token x tokens per second) / peak matmul FLOP/s, with
 and the bf16 and fp32 matmul peaks measured in the same run.
 
     python benchmarks/train_throughput.py                 # nano, tiny at K=4096 and K=50258
-    python benchmarks/train_throughput.py --configs tiny:4096 --precisions bf16
+    python benchmarks/train_throughput.py --configs tiny:4096 --precisions bf16 --loss head-fused
 """
 
 from __future__ import annotations
@@ -28,21 +35,35 @@ from pathlib import Path
 import torch
 
 RESULTS = Path(__file__).parent / "results"
+LOSSES = ("fused", "reference", "head-fused")
+STEP = ("corruption, forward, loss, backward, gradient clip 1.0, fused AdamW, EMA update "
+        "(what `attractor train` runs per step)")
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 2.0) -> float:
+def device_of(name: str) -> torch.device:
+    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 2.0, device: str = "auto") -> float:
     """Sustained FLOP/s of square n x n matrix products in ``dtype`` on this CPU/GPU."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    a = torch.randn(n, n, device=device).to(dtype)
-    b = torch.randn(n, n, device=device).to(dtype)
+    dev = device_of(device)
+    a = torch.randn(n, n, device=dev).to(dtype)
+    b = torch.randn(n, n, device=dev).to(dtype)
     for _ in range(3):
         a @ b
+    synchronize(dev)
     reps, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         a @ b
         reps += 1
-    if device == "cuda":
-        torch.cuda.synchronize()
+        if dev.type == "cuda" and reps % 16 == 0:
+            synchronize(dev)
+    synchronize(dev)
     return 2 * n**3 * reps / (time.perf_counter() - start)
 
 
@@ -52,109 +73,215 @@ def flops_per_token(cfg, vocab: int, length: int) -> float:
     return 6 * core_parameters(cfg, vocab) + 12 * cfg.blocks * cfg.hidden * length
 
 
-def measure_one(model_name: str, vocab: int, precision: str, batch: int, length: int,
-                steps: int, warmup: int, loss_impl: str = "fused", compile_model: bool = False) -> dict:
-    """Time ``steps`` optimiser steps of one config (called in a subprocess)."""
+def model_config(model_name: str, dropout: float | None):
+    """The named config as the CLI trains it; ``dropout`` overrides its dropout if given."""
+    from attractor.model import get_model_config
+
+    cfg = get_model_config(model_name)
+    return cfg if dropout is None else dataclasses.replace(cfg, dropout=dropout)
+
+
+def head_fused_terms(model, x0, zt, t, schedule, amp):
+    """Per-token loss (B, L) through attractor.head_loss: the DiT's hidden states, then the
+    output projection and the loss a chunk of tokens at a time (never the (B L, K) logits)."""
+    from attractor.head_loss import dit_features, head_nelbo_per_token
+    from attractor.schedule import sigma_from_alpha
+    from attractor.train.loop import autocast_context
+
+    B, L = x0.shape
+    alpha, dalpha = schedule.alpha(t), schedule.dalpha(t)
+    per_token = [v[:, None].expand(B, L).reshape(-1) for v in (alpha, dalpha)]
+    with autocast_context(x0.device, amp):
+        h = dit_features(model, zt, sigma_from_alpha(alpha))
+        loss = head_nelbo_per_token(h.reshape(B * L, -1), model.output.weight, model.output.bias,
+                                    x0.reshape(-1), zt.reshape(-1), *per_token)
+    return loss.view(B, L)
+
+
+def attractor_step(state: dict, x0: torch.Tensor, gen: torch.Generator, amp, loss_impl: str,
+                   compiled: bool = False) -> float:
+    """One optimiser step as the trainer takes it (trainer._train_step, one micro-batch, no pads):
+    times and corruption drawn on the CPU and moved, loss, backward, clip, AdamW, EMA. ``state``
+    holds model, net, opt, ema, schedule, device. Returns the loss."""
+    from attractor.forward import q_xt
     from attractor.loss import stratified_times
-    from attractor.model import DiT, get_model_config
+    from attractor.train.loop import ema_decay, ema_update, loss_terms
+
+    model, device, schedule = state["model"], state["device"], state["schedule"]
+    t = stratified_times(x0.shape[0], gen)
+    zt = q_xt(x0, schedule.alpha(t), model.vocab_size, gen).to(device)
+    x0, t = x0.to(device), t.to(device)
+    state["opt"].zero_grad(set_to_none=True)
+    if loss_impl == "head-fused":
+        per_token = head_fused_terms(model, x0, zt, t, schedule, amp)
+    else:
+        per_token = loss_terms(state["net"], x0, zt, t, schedule, amp, loss_impl == "fused", compiled)
+    loss = per_token.sum() / per_token.numel()
+    loss.backward()
+    float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
+    state["opt"].step()
+    ema_update(state["ema"], dict(model.state_dict()), ema_decay(state.setdefault("step", 0), 0.999))
+    state["step"] += 1
+    return float(loss.detach())
+
+
+def attractor_state(cfg, vocab: int, device: torch.device, compile_model: bool = False) -> dict:
+    """Model, optimiser (fused AdamW, the trainer's defaults) and EMA, seeded."""
+    from attractor.model import DiT
     from attractor.schedule import LogLinear
-    from attractor.train.loop import diffusion_loss_terms
 
     torch.manual_seed(0)
-    cfg = dataclasses.replace(get_model_config(model_name), dropout=0.0)
-    model = DiT(cfg, vocab)
+    model = DiT(cfg, vocab).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=device.type in ("cpu", "cuda"))
+    ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
     net = torch.compile(model) if compile_model else model
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)   # as the trainer
-    gen = torch.Generator().manual_seed(0)
-    amp = torch.bfloat16 if precision == "bf16" else None
-    x0 = torch.randint(0, vocab, (batch, length), generator=gen)
-    schedule = LogLinear()
+    return {"model": model, "net": net, "opt": opt, "ema": ema, "schedule": LogLinear(),
+            "device": device}
+
+
+def time_steps(step, device: torch.device, steps: int, warmup: int) -> float:
+    """Median seconds of ``step()`` over ``steps`` calls after ``warmup`` untimed ones."""
     times = []
     for i in range(warmup + steps):
+        synchronize(device)
         start = time.perf_counter()
-        t = stratified_times(batch, gen)
-        loss = diffusion_loss_terms(net, x0, t, schedule, gen, amp,
-                                    loss_impl == "fused", compile_model).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        step()
+        synchronize(device)
         if i >= warmup:
             times.append(time.perf_counter() - start)
-    step_s = sorted(times)[len(times) // 2]
-    return {"model": model_name, "vocab": vocab, "precision": precision, "batch": batch,
-            "loss": loss_impl, "compile": compile_model,
-            "allocator": os.environ.get("LD_PRELOAD", "") or "glibc",
+    return sorted(times)[len(times) // 2]
+
+
+def peak_memory_gib(device: torch.device) -> dict:
+    out = {"peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    if device.type == "cuda":
+        out["peak_gpu_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    return out
+
+
+def measure_one(spec: str, args: argparse.Namespace) -> dict:
+    """Time ``args.steps`` optimiser steps of one config, ``name:vocab:precision:loss:compile``
+    (called in a subprocess)."""
+    name, vocab, precision, loss_impl, comp = spec.split(":")
+    vocab, compile_model = int(vocab), comp == "1"
+    assert not (compile_model and loss_impl == "head-fused"), "head-fused runs eagerly only"
+    dev = device_of(args.device)
+    cfg = model_config(name, args.dropout)
+    state = attractor_state(cfg, vocab, dev, compile_model)
+    gen = torch.Generator().manual_seed(0)
+    amp = torch.bfloat16 if precision == "bf16" else None
+    batch, length = args.batch, args.length
+    x0 = torch.randint(0, vocab, (batch, length), generator=gen)
+    step_s = time_steps(lambda: attractor_step(state, x0, gen, amp, loss_impl, compile_model),
+                        dev, args.steps, args.warmup)
+    return {"model": name, "vocab": vocab, "precision": precision, "batch": batch,
+            "loss": loss_impl, "compile": compile_model, "dropout": cfg.dropout,
+            "device": str(dev), "allocator": os.environ.get("LD_PRELOAD", "") or "glibc",
             "length": length, "step_s_median": step_s, "tokens_per_s": batch * length / step_s,
-            "flops_per_token": flops_per_token(cfg, vocab, length),
-            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+            "flops_per_token": flops_per_token(cfg, vocab, length), **peak_memory_gib(dev)}
 
 
-def main() -> None:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--configs", nargs="+", default=["nano:4096", "tiny:4096", "tiny:50258"])
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
-    parser.add_argument("--losses", nargs="+", default=["fused", "reference"])
+    parser.add_argument("--losses", nargs="+", default=["fused", "reference"], choices=LOSSES)
     parser.add_argument("--allocators", nargs="+", default=["jemalloc", "glibc"])
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    parser.add_argument("--dropout", type=float, default=None,
+                        help="override the model config's dropout (default: the config's, as the CLI)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--length", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--peak-size", type=int, default=2048, help="n of the n^3 peak products")
+    parser.add_argument("--peak-seconds", type=float, default=2.0)
     parser.add_argument("--out", default=str(RESULTS / "train_throughput.json"))
     parser.add_argument("--one", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.one:                              # child process: one measurement, JSON on stdout
-        name, vocab, precision, loss, comp = args.one.split(":")
-        print(json.dumps(measure_one(name, int(vocab), precision, args.batch, args.length,
-                                     args.steps, args.warmup, loss, comp == "1")))
-        return
-    # Peaks are measured before and after the runs and the larger kept, so that a moment of
-    # contention cannot understate them (and so overstate MFU).
-    peaks = {"bf16": matmul_peak(torch.bfloat16), "fp32": matmul_peak(torch.float32)}
-    rows = []
+    return parser.parse_args(argv)
+
+
+def _child_env(alloc: str) -> dict | None:
+    """The environment of one measurement: no preload for glibc, else the allocator preloaded as
+    the CLI would (None if it is not installed)."""
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    env.pop("MALLOC_CONF", None)
+    if alloc == "glibc":
+        return env
+    from _allocators import find_library, preload_env
+
+    lib = find_library(alloc)
+    return None if lib is None else preload_env(lib, env)
+
+
+def run_child(args, spec: str, env: dict) -> dict:
+    cmd = [sys.executable, __file__, "--one", spec, "--batch", str(args.batch), "--length",
+           str(args.length), "--steps", str(args.steps), "--warmup", str(args.warmup),
+           "--device", args.device]
+    if args.dropout is not None:
+        cmd += ["--dropout", str(args.dropout)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _add_mfu(row: dict, peaks: dict) -> None:
+    achieved = row["flops_per_token"] * row["tokens_per_s"]
+    row["mfu_vs_bf16_peak"] = achieved / peaks["bf16"]
+    row["mfu_vs_fp32_peak"] = achieved / peaks["fp32"]
+
+
+def _peaks(args, before: dict | None = None) -> dict:
+    """Matmul peaks; with ``before``, the larger of both measurements, so that a moment of
+    contention cannot understate them (and so overstate MFU)."""
+    now = {name: matmul_peak(dtype, args.peak_size, args.peak_seconds, args.device)
+           for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32))}
+    return {k: max(v, before[k]) for k, v in now.items()} if before else now
+
+
+def measure_all(args) -> tuple[list[dict], dict]:
     variants = [(p, loss, alloc, comp) for p in args.precisions for loss in args.losses
-                for alloc in args.allocators for comp in ([0, 1] if args.compile else [0])]
+                for alloc in args.allocators for comp in ([0, 1] if args.compile else [0])
+                if not (comp and loss == "head-fused")]
+    peaks, rows = _peaks(args), []
     for spec in args.configs:
         for precision, loss, alloc, comp in variants:
-            env = dict(os.environ)
-            env.pop("LD_PRELOAD", None)
-            env.pop("MALLOC_CONF", None)
-            if alloc != "glibc":
-                from _allocators import find_library, preload_env
-
-                lib = find_library(alloc)
-                if lib is None:
-                    print(f"skipping {alloc}: not installed")
-                    continue
-                env = preload_env(lib, env)           # the same settings as the CLI
-            cmd = [sys.executable, __file__, "--one", f"{spec}:{precision}:{loss}:{comp}",
-                   "--batch", str(args.batch), "--length", str(args.length), "--steps",
-                   str(args.steps), "--warmup", str(args.warmup)]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
-            row = json.loads(out.strip().splitlines()[-1])
-            achieved = row["flops_per_token"] * row["tokens_per_s"]
-            row["mfu_vs_bf16_peak"] = achieved / peaks["bf16"]
-            row["mfu_vs_fp32_peak"] = achieved / peaks["fp32"]
+            env = _child_env(alloc)
+            if env is None:
+                print(f"skipping {alloc}: not installed")
+                continue
+            row = run_child(args, f"{spec}:{precision}:{loss}:{comp}", env)
+            _add_mfu(row, peaks)
             rows.append(row)
-            print(f"{spec:12s} {precision} {loss:9s} {alloc:8s} compile={comp}: "
-                  f"{row['tokens_per_s']:8.0f} tok/s  "
+            print(f"{spec:12s} {precision} {loss:10s} {alloc:8s} compile={comp} "
+                  f"dropout={row['dropout']}: {row['tokens_per_s']:8.0f} tok/s  "
                   f"MFU {row['mfu_vs_bf16_peak']:.1%} of bf16 peak, "
                   f"{row['mfu_vs_fp32_peak']:.1%} of fp32 peak  "
                   f"peak RSS {row['peak_rss_gib']:.2f} GiB", flush=True)
-    peaks = {"bf16": max(peaks["bf16"], matmul_peak(torch.bfloat16)),
-             "fp32": max(peaks["fp32"], matmul_peak(torch.float32))}
+    peaks = _peaks(args, peaks)
     for row in rows:
-        achieved = row["flops_per_token"] * row["tokens_per_s"]
-        row["mfu_vs_bf16_peak"] = achieved / peaks["bf16"]
-        row["mfu_vs_fp32_peak"] = achieved / peaks["fp32"]
+        _add_mfu(row, peaks)
+    return rows, peaks
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.one:                              # child process: one measurement, JSON on stdout
+        print(json.dumps(measure_one(args.one, args)))
+        return
+    print(f"one step = {STEP}; dropout: "
+          f"{'the model config' if args.dropout is None else args.dropout}", flush=True)
+    rows, peaks = measure_all(args)
+    dev = device_of(args.device)
     result = {
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "cpus": os.cpu_count(), "torch": torch.__version__,
                     "threads": torch.get_num_threads(),
                     "ld_preload": os.environ.get("LD_PRELOAD", ""),
-                    "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
-        "matmul_peak_flops": peaks,
-        "runs": rows,
+                    "cuda": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None},
+        "step": STEP, "dropout": "model config" if args.dropout is None else args.dropout,
+        "matmul_peak_flops": peaks, "runs": rows,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

@@ -9,8 +9,8 @@ hidden states h, reduced and dropped:
     backward:  logits_c again, D_c = dL/dlogits_c (loss_fused's kernel), then at once
                dh_c = D_c W,   dW += D_c^T h_c,   db += sum_rows D_c
 
-Peak memory is a few (chunk, K) buffers instead of the (N, K) logits and their gradient (2 x 400
-MiB in bf16 at N = 4096, K = 50,258); the price is a second product for the logits in the
+Peak memory is a few (chunk, K) buffers instead of the (N, K) logits and their gradient (two bf16
+tensors of 390 MiB at N = 4096, K = 50,258); the price is a second product for the logits in the
 backward pass. Under bf16 autocast the products run in bf16 like ``nn.Linear`` under autocast,
 the loss reads each bf16 chunk in float32 and forms its scalar terms in float64 (as loss_fused
 does), D_c is rounded to bf16 before the two products (as the logits' gradient would be), and
@@ -115,7 +115,8 @@ def _backward_chunks(h, weight, bias, zt, x0, lse, coefs, plan):
 
 class _HeadNELBO(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h, weight, bias, x0, zt, alpha, dalpha, plan):
+    def forward(ctx, h, weight, bias, targets, plan):
+        x0, zt, alpha, dalpha = targets                 # (N,) each, no gradient
         K = weight.shape[0]
         with torch.autocast(device_type=h.device.type, enabled=False):
             lse, logit_i, logit_x, G, H = _forward_stats(h, weight, bias, x0, zt, alpha, plan)
@@ -131,7 +132,7 @@ class _HeadNELBO(torch.autograd.Function):
         coefs = _logit_grad_coefficients(saved, grad_out, weight.shape[0], lse.dtype)
         with torch.autocast(device_type=h.device.type, enabled=False):
             dh, dW, db = _backward_chunks(h, weight, bias, zt, x0, lse, coefs, ctx.plan)
-        return dh, dW, db, None, None, None, None, None
+        return dh, dW, db, None, None
 
 
 def _product_dtype(h: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
@@ -168,8 +169,8 @@ def head_nelbo_per_token(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     rows = chunk_tokens or default_chunk_tokens(K, h.device.type)
     require(rows >= 1, f"chunk_tokens must be at least 1; got {rows}")
     plan = (_product_dtype(h, weight), rows)
-    return _HeadNELBO.apply(h, weight, bias, x0, zt, alpha_t.to(torch.float64),
-                            dalpha_t.to(torch.float64), plan)
+    targets = (x0, zt, alpha_t.to(torch.float64), dalpha_t.to(torch.float64))
+    return _HeadNELBO.apply(h, weight, bias, targets, plan)
 
 
 def dit_features(model, zt: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
