@@ -177,3 +177,35 @@ def test_the_demo_is_a_sweep_the_cli_can_spell():
 
     assert parse("--config", "demo") == demo_config()
     assert parse("--config", "demo", "--seeds", "0,1") == replace(demo_config(), seeds=(0, 1))
+
+
+@pytest.mark.slow
+def test_a_three_family_sweep_resumes_after_a_kill_and_compares(tmp_path):
+    """Kill a uniform/masked/ar sweep once its first run is probed; the restart finishes the rest."""
+    out = tmp_path / "f"
+    argv = ["sweep", "--out", str(out), *TINY, "--sizes", "16", "--seeds", "0",
+            "--families", "uniform,masked,ar"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "attractor", *argv], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = out / "runs" / "nano-n16-s0"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (first / "probes" / "generate.json").is_file():
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = _files(first)
+    assert before and not (out / "report.html").exists(), "the sweep finished before the kill"
+    assert main(argv) == 0
+    after = _files(first)
+    assert {k: after[k] for k in before} == before
+    status = {r["name"]: r for r in json.loads((out / "sweep_status.json").read_text())["runs"]}
+    assert status["nano-n16-s0"]["trained"] is False
+    for name in ("masked-nano-n16-s0", "ar-nano-n16-s0"):
+        assert status[name]["trained"] is True
+        assert (out / "runs" / name / "probes" / "generate.json").is_file()
+    analysis = json.loads((out / "analysis" / "analysis.json").read_text())
+    assert {r["model"] for r in analysis["per_size"]} == {"nano", "masked nano", "ar nano"}
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "Families compared" in html and "masked nano" in html and "ar nano" in html
