@@ -32,6 +32,27 @@ def test_override_applies_nested_and_dotted_changes():
     assert nest({"a.b": 1, "a": {"c": 2}}) == {"a": {"b": 1, "c": 2}}
 
 
+def test_nest_keeps_every_leaf_however_deep_the_shared_prefix():
+    flat = {"p.r.b": 1, "p.r.n": 2, "p.e.b": 3, "p.e": {"n": 4, "x.y": 5}, "q": 6, "p.r.z.w": 7}
+    assert nest(flat) == {"p": {"r": {"b": 1, "n": 2, "z": {"w": 7}},
+                                "e": {"b": 3, "n": 4, "x": {"y": 5}}}, "q": 6}
+
+
+def test_a_bare_option_reaches_every_leaf_of_its_name(tmp_path, capsys):
+    """`--bootstrap 10` sets the bootstrap of every probe, not of the last one nested."""
+    import json
+
+    from attractor.cli import main
+    capsys.readouterr()
+    assert main(["sweep", "--out", str(tmp_path / "s"), "--plan", "--bootstrap", "10",
+                 "--num-sequences", "8"]) == 0
+    saved = json.loads((tmp_path / "s" / "sweep.json").read_text())["config"]["probes"]
+    boots = {name: p["common"]["bootstrap"] for name, p in saved.items()}
+    assert len(boots) == 4 and set(boots.values()) == {10}, boots
+    sizes = {name: p["num_sequences"] for name, p in saved.items() if "num_sequences" in p}
+    assert len(sizes) == 3 and set(sizes.values()) == {8}, sizes
+
+
 def test_errors_name_the_field():
     cases = [({"data": {"block_length": 1}}, "data.block_length", "at least 2"),
              ({"data": {"block_lenght": 3}}, "data.block_lenght", "not a setting"),

@@ -192,11 +192,22 @@ def nest(changes: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in changes.items():
         head, _, rest = key.partition(".")
         if rest:
-            value = {rest: value}
+            value = nest({rest: value})
+        elif isinstance(value, Mapping):
+            value = nest(value)
         if isinstance(value, Mapping) and isinstance(out.get(head), Mapping):
-            out[head] = {**out[head], **nest(value)}
+            out[head] = _merge(out[head], value)
         else:
-            out[head] = nest(value) if isinstance(value, Mapping) and rest else value
+            out[head] = value
+    return out
+
+
+def _merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """``b`` laid over ``a``, recursively: a leaf of ``b`` wins, sibling leaves of ``a`` stay."""
+    out = dict(a)
+    for key, value in b.items():
+        both = isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
+        out[key] = _merge(out[key], value) if both else value
     return out
 
 
