@@ -199,3 +199,20 @@ def test_released_dit_layouts_are_probed_through_the_cli(tmp_path, capsys, model
     data = json.loads((tmp_path / "out" / "probes" / "entropy.json").read_text())
     assert data["family"] == ("masked" if model_type == "mdlm" else "uniform")
     assert data["source"]["adapter"] == "dit" and data["num_train"] == 6
+
+
+def test_special_token_strings_in_member_files_stay_text():
+    """A member sentence that spells "[PAD]" or "<|endoftext|>" is not given those ids."""
+    from attractor.adapters.subject import _token_lists
+    from attractor.data.tokenizer import gpt2_tokenizer, special_ids, word_tokenizer
+
+    word = word_tokenizer(["the", "cat", "sat"])
+    ids, _ = _token_lists(["the [PAD] cat"], word, special_ids(word), None, False, "members")
+    pad = special_ids(word).pad
+    assert pad not in ids[0] and len(ids[0]) == 3 + (special_ids(word).bos is not None) + \
+        (special_ids(word).eos is not None)
+    gpt = gpt2_tokenizer()
+    eot = gpt.token_to_id("<|endoftext|>")
+    ids, _ = _token_lists(["a <|endoftext|> b"], gpt, special_ids(gpt), None, False, "members")
+    body = ids[0][1:-1] if special_ids(gpt).bos is not None else ids[0]
+    assert eot not in body and len(body) > 3

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from attractor.config import check, setting
+from attractor.data.tokenizer import encode_text
 from attractor.errors import UserError, require
 
 
@@ -73,9 +74,10 @@ def read_texts(spec: str, cfg: SubjectConfig) -> list[str]:
 
 def _token_lists(texts: list[str], tokenizer, special, length: int | None,
                  truncate: bool, what: str) -> tuple[list[list[int]], int]:
-    lists = [[*([special.bos] if special.bos is not None else []),
-              *tokenizer.encode(t, add_special_tokens=False).ids,
-              *([special.eos] if special.eos is not None else [])] for t in texts]
+    # literal special-token strings in the user's text stay text, as in training corpora
+    lists = [[*([special.bos] if special.bos is not None else []), *ids,
+              *([special.eos] if special.eos is not None else [])]
+             for ids in encode_text(tokenizer, texts)]
     longest = max(len(ids) for ids in lists)
     L = length or longest
     if longest > L and not truncate:

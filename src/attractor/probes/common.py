@@ -159,7 +159,7 @@ def histograms(groups: dict, bins: int = 40, lo: float | None = None,
                hi: float | None = None) -> dict:
     """Counts of each group's values over shared bin edges (for re-rendering figures)."""
     arrays = {k: np.asarray(v, dtype=np.float64) for k, v in groups.items()}
-    finite = [a[np.isfinite(a)] for a in arrays.values() if len(a)]
+    finite = [f for f in (a[np.isfinite(a)] for a in arrays.values()) if len(f)]
     allv = np.concatenate(finite) if finite else np.zeros(1)
     lo = float(allv.min()) if lo is None else lo
     hi = float(allv.max()) if hi is None else hi
