@@ -1,17 +1,20 @@
 """Small file helpers shared by every experiment: atomic JSON, JSON lines, CSV, output folders.
 
-Results are never half-written: each writer goes to a temporary file in the same directory and
-renames it into place. Results are never overwritten by another experiment either:
-:func:`prepare_results_dir` only writes into a folder that is new, empty, or holds results of
-the same kind.
+Results are never half-written: each writer goes to a temporary file of its own in the same
+directory (so two writers never share one) and renames it into place; a write that fails (a full
+disk) removes its temporary file and is a one-line :class:`UserError` naming the file. Results
+are never overwritten by another experiment either: :func:`prepare_results_dir` only writes into
+a folder that is new, empty, or holds results of the same kind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
 import os
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,13 +35,50 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` gives a new file (mkstemp's own is 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()
+
+
+def _write_failed(path: Path, err: OSError) -> UserError:
+    return UserError(f"cannot write {path}: {err.strerror or err}")
+
+
+def atomic_write(path: str | os.PathLike, write, newline: str | None = None) -> Path:
+    """Call ``write(f)`` on a new text file and rename it to ``path``; nothing is left behind
+    when it fails (the error names ``path``)."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise _write_failed(path, err) from None
+    try:
+        with open(fd, "w", encoding="utf-8", newline=newline) as f:
+            os.chmod(tmp, _FILE_MODE)
+            write(f)
+        os.replace(tmp, path)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(err, OSError):
+            raise _write_failed(path, err) from None
+        raise
+    return path
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8), atomically."""
+    return atomic_write(path, lambda f: f.write(text))
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON, atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_clean(obj), indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text(path, json.dumps(_clean(obj), indent=2, sort_keys=False) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -83,9 +123,11 @@ def prepare_results_dir(out: str | os.PathLike, kind: str, overwrite: bool,
     config.json says so; it is redone); one holding finished results of the same kind, with
     ``overwrite``. Anything else, e.g. a training run or a sweep, is refused untouched.
     """
-    out = Path(out)
+    from attractor.lock import LOCK_NAME, output_dir
+
+    out = output_dir(out)
     require(not out.exists() or out.is_dir(), f"{out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()):
         found = results_kind(out)
         require(found == kind, f"{out} is not empty and holds no {kind} results"
                 + (f" (it holds {found})" if found else "") + "; choose another --out")
@@ -98,29 +140,33 @@ def prepare_results_dir(out: str | os.PathLike, kind: str, overwrite: bool,
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> Path:
     """Write one JSON object per line, atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
+    def write(f) -> None:
         for row in rows:
             f.write(json.dumps(_clean(row)) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, write)
 
 
 def append_jsonl(path: str | os.PathLike, row: Mapping[str, Any]) -> None:
-    """Append one JSON object as a line (flushed, so a killed process loses at most this line)."""
-    with Path(path).open("a", encoding="utf-8") as f:
-        f.write(json.dumps(_clean(row)) + "\n")
-        f.flush()
+    """Append one JSON object as a line (flushed, so a killed process loses at most this line,
+    which readers of the file then ignore as torn)."""
+    path = Path(path)
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(_clean(row)) + "\n")
+            f.flush()
+    except OSError as err:
+        raise _write_failed(path, err) from None
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """All complete lines of a JSON-lines file (a torn last line is ignored)."""
+def read_jsonl(path: str | os.PathLike) -> list:
+    """The values of every line of a JSON-lines file that parses (torn or non-UTF-8 lines are
+    skipped). Files attractor reads back have schema-checked loaders in
+    :mod:`attractor.artifacts`; this is for tests and tools."""
     rows = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    for line in Path(path).read_bytes().split(b"\n"):
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+            rows.append(json.loads(line.decode("utf-8")))
+        except (UnicodeDecodeError, json.JSONDecodeError):
             continue
     return rows
 
@@ -131,11 +177,10 @@ def write_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]]) -> Pat
     columns: list[str] = []
     for row in rows:
         columns.extend(k for k in row if k not in columns)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as f:
+
+    def write(f) -> None:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         for row in rows:
             writer.writerow(_clean(dict(row)))
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, write, newline="")

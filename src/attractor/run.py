@@ -15,7 +15,6 @@ from pathlib import Path
 import torch
 
 from attractor.errors import UserError, require
-from attractor.io import read_json
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -86,7 +85,9 @@ def load_run(run_dir: str | Path, device: str = "auto", weights: str = "ema",
     from attractor.train import checkpoint as ckpt
     from attractor.train.config import read_run_config
     from attractor.train.objectives import build_model, mask_id
+    from attractor.train.rundir import check_same_data
 
+    dev = resolve_device(device)        # a device this machine lacks: refused first
     run_dir = Path(run_dir)
     require(run_dir.is_dir(), f"{run_dir} does not exist or is not a directory")
     require(is_run_dir(run_dir), f"{run_dir} is not a run directory (no config.json/membership.json)")
@@ -101,22 +102,17 @@ def load_run(run_dir: str | Path, device: str = "auto", weights: str = "ema",
     tok_vocab = tokenizer.get_vocab_size(with_added_tokens=True)
     require(tok_vocab == vocab, f"tokenizer has {tok_vocab} tokens but the model was trained "
                                 f"with K = {vocab}")
-    dev = resolve_device(device)
     model = build_model(cfg.model, cfg.family, vocab)
     state = ckpt.load_weights(found, weights)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        raise UserError(f"checkpoint in {found} does not fit the saved model config") from err
+    ckpt.check_weights(state, model.state_dict(), found / f"{weights}.safetensors")
+    model.load_state_dict(state)
     model.to(dev).eval()
-    membership = read_json(run_dir / "membership.json")
     dataset = build_dataset(cfg.data, cache_dir=cache_dir)
-    require(dataset.fingerprint == membership["fingerprint"],
-            f"the data rebuilt from {run_dir}/config.json differs from the data the run was "
-            f"trained on (fingerprint mismatch)")
+    membership = check_same_data(run_dir, dataset,    # the ids mean the same sequences
+                                 dataset.train_ids(fraction=cfg.fraction, num_train=cfg.num_train))
     return Run(directory=run_dir, config=cfg, vocab_size=model.vocab_size, model=model,
                tokenizer=tokenizer, family=cfg.family, mask_id=mask_id(cfg.family, vocab),
-               dataset=dataset, train_ids=torch.tensor(membership["train_ids"], dtype=torch.long),
-               test_ids=torch.tensor(membership["test_ids"], dtype=torch.long),
+               dataset=dataset, train_ids=torch.tensor(membership.train_ids, dtype=torch.long),
+               test_ids=torch.tensor(membership.test_ids, dtype=torch.long),
                schedule=get_schedule(cfg.schedule), step=ckpt.checkpoint_step(run_dir) or 0,
                device=dev, precision=precision, checker=sentence_checker(cfg.data))

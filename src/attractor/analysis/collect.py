@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from attractor import artifacts
 from attractor.errors import UserError, require
-from attractor.io import read_json, read_jsonl
 from attractor.probes.registry import PROBES
 
 
@@ -60,8 +60,8 @@ def _by_level(rows: list[dict], level_key: str) -> dict:
 
 def _probe_rows(path: Path, splits: tuple[str, ...] = ("train", "test")) -> list[dict]:
     """The per-sequence rows of a probe, refusing a damaged file rather than failing later."""
-    rows = [r for r in read_jsonl(path) if isinstance(r, dict)] if path.is_file() else []
-    found = {r.get("split") for r in rows}
+    rows = artifacts.probe_rows(path.parent, path.stem)
+    found = {r["split"] for r in rows}
     require(rows and set(splits) <= found,
             f"{path} is damaged or incomplete; delete it and its .json, then run the probe again")
     return rows
@@ -86,15 +86,15 @@ def load_run_results(run_dir: Path) -> RunResults | None:
 
 
 def _load_run_results(run_dir: Path, probes: Path) -> RunResults:
-    config = read_json(run_dir / "config.json")
-    summary = read_json(run_dir / "summary.json") if (run_dir / "summary.json").is_file() else {}
+    _, config = artifacts.run_config(run_dir)
+    summary = artifacts.summary(run_dir) or {}
     family = config["train"].get("family", "uniform")
     label = config["train"]["model_name"] if family == "uniform" else \
         f"{family} {config['train']['model_name']}"
     res = RunResults(name=run_dir.name, model=label,
                      num_train=int(config["num_train"]), seed=int(config["train"]["seed"]),
                      train_nelbo=summary.get("train_nelbo"), test_nelbo=summary.get("test_nelbo"))
-    res.probes = {name: read_json(probes / f"{name}.json") for name in PROBES}
+    res.probes = {name: artifacts.probe_result(probes, name) for name in PROBES}
     res.stochastic = _by_level(_probe_rows(probes / "recovery_stochastic.jsonl"), "t")
     gen_rows = _probe_rows(probes / "generate.jsonl", splits=("train", "generated"))
     for r in gen_rows:
@@ -111,7 +111,7 @@ def _load_run_results(run_dir: Path, probes: Path) -> RunResults:
         path = probes / f"{name}_examples.json"
         if path.is_file():
             res.examples[name] = {"level_name": res.probes[name].get("level_name", "level"),
-                                  "records": read_json(path)}
+                                  "records": artifacts.probe_examples(probes, name)}
     return res
 
 

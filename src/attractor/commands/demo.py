@@ -8,6 +8,7 @@ import time
 
 
 def run(args: argparse.Namespace) -> int:
+    from attractor.lock import hold
     from attractor.report.registry import render_directory
     from attractor.sweep.demo import demo_config
     from attractor.sweep.runner import run_sweep
@@ -19,8 +20,9 @@ def run(args: argparse.Namespace) -> int:
           f"({', '.join(map(str, cfg.sizes))}) x {', '.join(cfg.models)} x seeds "
           f"{', '.join(map(str, cfg.seeds))}, {cfg.train.steps} steps each; results in "
           f"{args.out}/")
-    run_sweep(cfg, args.out, progress=not args.no_progress)
-    path = render_directory(args.out)
+    with hold(args.out, "attractor demo"):
+        run_sweep(cfg, args.out, progress=not args.no_progress)
+        path = render_directory(args.out)
     print(f"done in {time.perf_counter() - start:.0f} s")
     print(f"report: {path}")
     return 0

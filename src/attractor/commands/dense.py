@@ -29,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
 
     require(args.threads >= 0, f"--threads must be >= 0; got {args.threads}")
     config = config_from_args(args)
+    require(config.seed < 2**63, f"--seed must be below 2**63 (torch's seed range); got "
+            f"{config.seed}")
     if args.threads:
         torch.set_num_threads(args.threads)
     args.runner(config, args.out, overwrite=args.overwrite, progress=not args.no_progress)

@@ -6,9 +6,18 @@ import argparse
 
 
 def run(args: argparse.Namespace) -> int:
-    from attractor.adapters.export import export_run
+    from pathlib import Path
 
-    path = export_run(args.run_dir, args.out, args.overwrite)
+    from attractor.adapters.export import export_run
+    from attractor.errors import require
+    from attractor.lock import hold, output_dir
+
+    require(Path(args.run_dir).is_dir(), f"{args.run_dir} does not exist or is not a directory")
+    # OUT must hold exactly the export, so its lock file sits beside it; the run is locked too,
+    # so that no training or probe rewrites its checkpoint while it is read.
+    with hold(args.run_dir, "attractor export"), \
+            hold(output_dir(args.out), "attractor export", beside=True):
+        path = export_run(args.run_dir, args.out, args.overwrite)
     print(f"exported: {path.parent}  (probe it with: attractor probe entropy --model "
           f"{path.parent} --members ... --nonmembers ... --out DIR)")
     return 0

@@ -72,21 +72,64 @@ def _print(name: str, data: dict) -> None:
           f"{t['wall_s']:.1f} s in forward passes")
 
 
+def _check_memory(configs: dict) -> None:
+    """Refuse a bootstrap whose resamples cannot fit in memory, before any work."""
+    from attractor.budget import check_bootstrap
+    from attractor.config import leaves
+
+    for name, config in configs.items():
+        values = {leaf.path.split(".")[-1]: leaf.value for leaf in leaves(config)}
+        rows = max([1, *(v for k, v in values.items()
+                         if k in ("num_sequences", "num_samples", "num_reference"))])
+        check_bootstrap(values.get("bootstrap", 1), rows, f"probe {name}")
+
+
+def _directory(args: argparse.Namespace):
+    """The directory the results go to (the run, or --out), or None when neither is given."""
+    from pathlib import Path
+
+    from attractor.errors import require
+    from attractor.lock import output_dir
+
+    if args.run_dir is not None:
+        require(Path(args.run_dir).is_dir(), f"{args.run_dir} does not exist or is not a "
+                "directory")
+        return Path(args.run_dir)
+    return None if args.out is None else output_dir(args.out)
+
+
 def run(args: argparse.Namespace) -> int:
+    from contextlib import nullcontext
+
+    from attractor.device import resolve_device
+    from attractor.errors import UserError
+    from attractor.lock import hold
+
+    names = _selected(args)
+    configs = _configs(args, names)             # bad settings fail before the model loads
+    if not 0 <= args.seed < 2**63:
+        raise UserError(f"--seed must be >= 0 and below 2**63; got {args.seed}")
+    _check_memory(configs)
+    resolve_device(args.device)         # a device this machine lacks: refused before anything
+    target = _directory(args)
+    with hold(target, "attractor probe") if target is not None else nullcontext():
+        return _probe(args, names, configs)
+
+
+def _probe(args: argparse.Namespace, names: list[str], configs: dict) -> int:
     import torch
 
-    from attractor.errors import UserError
+    from attractor.checks import outputs_finite
+    from attractor.errors import require
     from attractor.io import read_json
     from attractor.probes.output import check_writable, write_probe
     from attractor.probes.registry import run_probe
     from attractor.report.registry import render_directory
 
-    names = _selected(args)
-    configs = _configs(args, names)             # bad settings fail before the model loads
-    if args.seed < 0:
-        raise UserError(f"--seed must be >= 0; got {args.seed}")
     check_writable(args.run_dir or args.out or ".", names, args.overwrite)
     run = _target(args)
+    require(outputs_finite(run), "the model's outputs (logits) are not finite on its own "
+            "sequences, so no probe is defined; check its weights or use --precision fp32")
     generator = torch.Generator().manual_seed(args.seed)
     paths = [write_probe(run, name, run_probe(name, run, configs[name], generator,
                                               not args.no_progress), args.overwrite)

@@ -47,6 +47,15 @@ def _only(args: argparse.Namespace, cfg) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from attractor.lock import hold, output_dir
+
+    # Sweeps of single runs (array jobs) share the directory; a whole sweep holds it alone.
+    shared = args.only is not None or args.only_index is not None
+    with hold(output_dir(args.out), "attractor sweep", shared=shared and not args.plan):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from attractor.report.registry import render_directory
     from attractor.sweep.plan import plan_json
     from attractor.sweep.runner import prepare_sweep, run_sweep

@@ -31,8 +31,10 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from attractor.lock import output_dir
     from attractor.train.trainer import train
 
+    output_dir(args.out)                # '' would mean the current directory
     summary = train(config_from_args(args), args.out, resume=args.resume,
                     progress=not args.no_progress, cache_dir=args.cache_dir)
     if not summary:                     # a data-parallel rank other than the first

@@ -15,13 +15,14 @@ import torch
 from tokenizers import Tokenizer
 from tqdm import tqdm
 
+from attractor.budget import check_pool
 from attractor.data.cache import load_cached, save_cached
 from attractor.data.config import DataConfig
 from attractor.data.corpus import load_sentences
 from attractor.data.dataset import Dataset, fingerprint
 from attractor.data.grammar import grammar_for
 from attractor.data.sequences import pad_sequences, rows_in, unique_rows, wrap_sequences
-from attractor.data.tokenizer import build_tokenizer, special_ids
+from attractor.data.tokenizer import build_tokenizer, encode_text, special_ids
 from attractor.errors import UserError
 
 _ENCODE_CHUNK = 50_000  # sentences per encode_batch call (progress bar granularity)
@@ -33,10 +34,9 @@ def encode(tokenizer: Tokenizer, sentences: Sequence[str]) -> list[list[int]]:
     chunks = range(0, len(sentences), _ENCODE_CHUNK)
     for start in tqdm(chunks, desc="tokenising", unit="chunk", disable=len(chunks) < 4,
                       leave=False):
-        # encode_batch_fast skips the character offsets we never use (tokenizers >= 0.20)
-        batch = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)(
-            sentences[start:start + _ENCODE_CHUNK], add_special_tokens=False)
-        out.extend(e.ids for e in batch)
+        # special-token strings in the text stay text; encode_batch_fast (tokenizers >= 0.20)
+        # skips the character offsets we never use
+        out.extend(encode_text(tokenizer, sentences[start:start + _ENCODE_CHUNK]))
     return out
 
 
@@ -100,7 +100,10 @@ def build_dataset(cfg: DataConfig, cache_dir: str | os.PathLike | None = None) -
         cached = load_cached(cfg, cache_dir)
         if cached is not None:
             return cached
+    if cfg.scheme == "synthetic":       # its size is known before it is sampled
+        check_pool(cfg.corpus_size, cfg.block_length, cfg.corpus)
     sentences = load_sentences(cfg)
+    check_pool(len(sentences), cfg.block_length, cfg.corpus)
     if cfg.mode == "wrap":
         sentences = list(dict.fromkeys(sentences))  # a sentence must not land on both sides
     tokenizer = _tokenizer_for(cfg, sentences)

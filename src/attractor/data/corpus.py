@@ -2,7 +2,10 @@
 
 * ``synthetic``: distinct sentences sampled from the built-in grammar (no download);
 * ``text:PATH``: a UTF-8 file, one sequence per line (blank lines skipped), or a directory,
-  meaning all its ``*.txt`` files in sorted order;
+  meaning all its ``*.txt`` files in sorted order. Lines end at ``\n`` only (``\r\n`` too):
+  a form feed, NEL or U+2028 inside a line is part of its text, not a line break. Only regular
+  files are read (``/dev/zero`` or a pipe never ends), and with ``corpus_size`` 0 (everything)
+  a file too large for memory is refused before it is read;
 * ``hf:NAME``: the ``text`` field of a Hugging Face dataset's train split, from the hub, or
   from a local dump given as a path: a ``save_to_disk`` directory, a parquet/arrow file, or a
   directory of them. LM1B's detokenizer is applied when NAME contains "lm1b".
@@ -10,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections.abc import Callable
@@ -80,22 +84,54 @@ def _txt_files(path: Path) -> list[Path]:
     return [path]
 
 
-def _read_utf8(path: Path) -> str:
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise UserError(f"{path} is not UTF-8 text: invalid byte 0x{data[err.start]:02x} at "
-                        f"byte offset {err.start}; re-encode it as UTF-8") from None
+# Bytes of memory per byte of text held as sentences, tokens and sequences (a lower bound).
+_TEXT_MEMORY_FACTOR = 4
+
+
+def _lines(path: Path, limit: int) -> list[str]:
+    """Non-blank stripped lines of one file, split at ``\n`` only; at most ``limit`` (0 = all)."""
+    out: list[str] = []
+    offset = 0
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, 1):         # binary files split at b"\n" only
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                raise UserError(f"{path} is not UTF-8 text: invalid byte 0x{raw[err.start]:02x} "
+                                f"at byte offset {offset + err.start} (line {number}); "
+                                "re-encode it as UTF-8") from None
+            offset += len(raw)
+            line = line.rstrip("\n").rstrip("\r").strip()
+            if line:
+                out.append(line)
+                if limit and len(out) >= limit:
+                    break
+    return out
+
+
+def _check_readable(files: list[Path], limit: int) -> None:
+    """Refuse files that are not regular (never end) or too large to hold in memory."""
+    from attractor.budget import host_memory, require_fits
+
+    for file in files:
+        if not file.is_file():
+            raise UserError(f"corpus file {file} is not a regular file (a device or a pipe "
+                            "never ends); give a text file")
+    if not limit:
+        size = sum(f.stat().st_size for f in files)
+        require_fits(f"the whole text corpus ({size:,} bytes)", size * _TEXT_MEMORY_FACTOR,
+                     host_memory(), "read part of it with --corpus-size N")
 
 
 def text_sentences(path: str, limit: int = 0) -> list[str]:
     """Non-blank stripped lines of the file(s) at ``path``; at most ``limit`` (0 = all)."""
     if not path:
         raise UserError("text corpus needs a path: text:PATH")
+    files = _txt_files(Path(path).expanduser())
+    _check_readable(files, limit)
     sentences: list[str] = []
-    for file in _txt_files(Path(path).expanduser()):
-        sentences.extend(s for s in (line.strip() for line in _read_utf8(file).splitlines()) if s)
+    for file in files:
+        sentences.extend(_lines(file, limit - len(sentences) if limit else 0))
         if limit and len(sentences) >= limit:
             return sentences[:limit]
     return sentences
@@ -128,6 +164,43 @@ def _load_local(datasets, path: Path, split: str = "train"):
     return datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train")
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers a TCP connection within ``timeout`` seconds."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname or "huggingface.co",
+                                  url.port or (443 if url.scheme != "http" else 80)),
+                                 timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _offline_unless_reachable(datasets):
+    """Offline mode (the local cache only) while the hub is unreachable: without it every
+    request is retried with back-off, about half a minute before the error."""
+    import huggingface_hub.constants as hub
+
+    if hub.HF_HUB_OFFLINE or _hub_reachable():
+        yield
+        return
+    flags = [(hub, "HF_HUB_OFFLINE")] + [(datasets.config, n) for n in
+                                         ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+                                         if hasattr(datasets.config, n)]
+    saved = [getattr(module, name) for module, name in flags]
+    for module, name in flags:
+        setattr(module, name, True)
+    try:
+        yield
+    finally:
+        for (module, name), value in zip(flags, saved):
+            setattr(module, name, value)
+
+
 def hf_sentences(name: str, limit: int = 0, column: str = "text",
                  split: str = "train") -> list[str]:
     """The ``column`` field of dataset ``name`` (hub id or local path; its ``split``),
@@ -149,7 +222,8 @@ def hf_sentences(name: str, limit: int = 0, column: str = "text",
         raise UserError(f"local dataset path {name} does not exist")
     else:
         try:
-            ds = datasets.load_dataset(name, split=split)
+            with _offline_unless_reachable(datasets):
+                ds = datasets.load_dataset(name, split=split)
         except Exception as err:  # noqa: BLE001 - network, unknown name, script: one message
             first = (str(err).splitlines() or [type(err).__name__])[0][:200]
             raise UserError(f"could not load hf dataset {name!r} ({first}); offline, pass a "

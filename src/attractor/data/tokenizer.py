@@ -10,6 +10,14 @@
 
 Every tokenizer here knows its PAD, BOS and EOS tokens through :func:`special_ids`; no
 post-processor adds them, the sequence builder does (:mod:`attractor.data.sequences`).
+
+Special tokens never come from corpus text: :func:`encode_text` encodes a literal
+``<|endoftext|>``, ``[PAD]``, ``[BOS]``, ``[EOS]`` or ``[UNK]`` in a sentence as text (gpt2 and
+bpe: its bytes, e.g. ``<``, ``|``, ``endoftext``, ...). A word tokenizer has one id per word and
+its special tokens are spelled like words, so there a corpus word spelled exactly like one of
+its special tokens becomes ``[UNK]``, an unknown word inside the sentence (never PAD, BOS or
+EOS); :func:`special_ids` takes the special tokens from the tokenizer's added special tokens, so
+a corpus word ``<|endoftext|>`` is an ordinary word of a word tokenizer.
 """
 
 from __future__ import annotations
@@ -88,17 +96,44 @@ def corpus_words(texts: Sequence[str]) -> list[str]:
     return sorted(counts, key=lambda w: (-counts[w], w))
 
 
+def _special_tokens(tok: Tokenizer) -> dict[str, int]:
+    """Content -> id of the tokenizer's added special tokens (not of words that look alike)."""
+    decoder = getattr(tok, "get_added_tokens_decoder", None)
+    if decoder is None:                 # tokenizers < 0.14: look the names up
+        names = (PAD, BOS, EOS, UNK, GPT2_EOT)
+        return {n: tok.token_to_id(n) for n in names if tok.token_to_id(n) is not None}
+    return {t.content: i for i, t in decoder().items() if t.special}
+
+
 def special_ids(tok: Tokenizer) -> SpecialIds:
     """PAD, BOS and EOS ids of a tokenizer built here (GPT-2 uses <|endoftext|> for both)."""
-    pad = tok.token_to_id(PAD)
-    if tok.token_to_id(GPT2_EOT) is not None:
-        bos = eos = tok.token_to_id(GPT2_EOT)
+    specials = _special_tokens(tok)
+    pad = specials.get(PAD)
+    if GPT2_EOT in specials:
+        bos = eos = specials[GPT2_EOT]
     else:
-        bos, eos = tok.token_to_id(BOS), tok.token_to_id(EOS)
+        bos, eos = specials.get(BOS), specials.get(EOS)
     if pad is None or bos is None or eos is None:
         raise UserError("tokenizer has no [PAD]/[BOS]/[EOS] (or <|endoftext|>) tokens; "
                         "it was not made by attractor")
     return SpecialIds(pad=pad, bos=bos, eos=eos)
+
+
+def encode_text(tok: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each text without special tokens, literal special-token strings encoded
+    as text (see the module docstring). One batch call; (len(texts),) lists of ids."""
+    if isinstance(tok.model, models.WordLevel):
+        specials = set(_special_tokens(tok))
+        texts = [" ".join(UNK if w in specials else w for w in t.split()) for t in texts]
+    encode = getattr(tok, "encode_batch_fast", tok.encode_batch)
+    before = getattr(tok, "encode_special_tokens", None)
+    if before is not None:
+        tok.encode_special_tokens = True
+    try:
+        return [e.ids for e in encode(list(texts), add_special_tokens=False)]
+    finally:
+        if before is not None:
+            tok.encode_special_tokens = before
 
 
 def build_tokenizer(kind: str, texts: Sequence[str], words: Sequence[str] | None = None

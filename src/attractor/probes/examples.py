@@ -45,17 +45,19 @@ def example_blocks(records: list[dict], level_name: str) -> list[str]:
     blocks = [paragraph("Green: corrupted token recovered. Red: corrupted and not recovered, "
                         "or an uncorrupted token that the reverse process changed.", "note")]
     for level in sorted({r["level"] for r in records}):
-        blocks.append(heading(f"{level_name} = {level:g}", 3))
+        blocks.append(heading(f"{level_name} = {float(level):g}", 3))
         rows = []
         for r in (r for r in records if r["level"] == level):
             bad = ["tok-bad" if c else "tok-same" for c in r["changed"]]
             rec = ["tok-ok" if ok and c else "tok-same" if ok else "tok-bad"
                    for c, ok in zip(r["changed"], r["correct"])]
             hits = sum(c and ok for c, ok in zip(r["changed"], r["correct"]))
-            rows.append(f"<tr><td>{r['split']} #{r['id']}</td><td class=\"text\">"
+            # every field is escaped: the file may have been edited since it was written
+            rows.append(f"<tr><td>{html.escape(str(r['split']))} #{html.escape(str(r['id']))}"
+                        f"</td><td class=\"text\">"
                         f"{_row(r['original'], ['tok-same'] * r['n_real'])}<br/>"
                         f"{_row(r['corrupted'], bad)}<br/>{_row(r['recovered'], rec)}</td>"
-                        f"<td>{hits}/{sum(r['changed'])}</td></tr>")
+                        f"<td>{int(hits)}/{int(sum(r['changed']))}</td></tr>")
         blocks.append(raw("<table><thead><tr><th>sequence</th><th>original / corrupted / "
                           "recovered</th><th>recovered</th></tr></thead><tbody>"
                           + "".join(rows) + "</tbody></table>"))

@@ -7,6 +7,10 @@ RUN_DIR/probes/
     <name>_examples.json   a few sequences as marked token strings (probes that keep examples)
     results.json           {"kind": "probes", "run": ..., "probes": [the names present]}
 
+Each probe writes its rows, its examples and results.json first and its JSON last, so that a
+process killed at any point leaves either a complete probe (its JSON present) or one that is
+run again; only report.html may then be stale, and ``attractor report`` renders it again.
+
 ``<name>`` is a key of :data:`attractor.probes.registry.PROBES`. ``report.html`` is rendered from
 these files by ``attractor report`` (:mod:`attractor.probes.report`). A probe never replaces
 existing results unless asked to (``overwrite``).
@@ -46,8 +50,7 @@ def write_probe(run, name: str, result: ProbeResult, overwrite: bool = False) ->
                "family": run.family, "source": run.source, "checkpoint_step": run.step,
                "num_train": len(run.train_ids), "num_test": len(run.test_ids),
                "device": str(run.device), "precision": run.precision}
-    path = write_json(out / f"{name}.json", payload)   # last: its presence means complete
-    present = [n for n in PROBES if (out / f"{n}.json").is_file()]
+    present = [n for n in PROBES if n == name or (out / f"{n}.json").is_file()]
     write_json(out / "results.json", {"kind": "probes", "run": str(run.directory),
                                       "probes": present})
-    return path
+    return write_json(out / f"{name}.json", payload)   # last: its presence means complete

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from attractor.io import read_json
+from attractor import artifacts
+from attractor.errors import UserError
 from attractor.probes.examples import example_blocks
 from attractor.probes.registry import PROBES
 from attractor.report.html import figure, heading, paragraph, preformatted, table, write_page
@@ -20,7 +21,7 @@ def _timing_line(data: dict) -> str:
 
 
 def _probe_blocks(directory: Path, name: str, steps: int | None) -> list[str]:
-    probe, data = PROBES[name], read_json(directory / f"{name}.json")
+    probe, data = PROBES[name], artifacts.probe_result(directory, name)
     blocks = [heading(probe.title)]
     step = data.get("checkpoint_step")
     if steps is not None and step is not None and step < steps:
@@ -32,7 +33,7 @@ def _probe_blocks(directory: Path, name: str, steps: int | None) -> list[str]:
     blocks += [figure(png, caption) for caption, png in probe.figures(data)]
     examples = directory / f"{name}_examples.json"
     if examples.is_file():
-        records = read_json(examples)
+        records = artifacts.probe_examples(directory, name)
         levels = sorted({r["level"] for r in records})
         keep = [r for r in records if r["level"] == levels[len(levels) // 2]] if levels else []
         blocks += example_blocks(keep, data["level_name"])
@@ -43,8 +44,8 @@ def _probe_blocks(directory: Path, name: str, steps: int | None) -> list[str]:
 def _trained_steps(run_dir: Path) -> int | None:
     """The steps the run was configured for, if ``run_dir`` is a readable run."""
     try:
-        return int(read_json(run_dir / "config.json")["train"]["steps"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return artifacts.run_config(run_dir)[0].steps
+    except UserError:
         return None
 
 
@@ -71,12 +72,12 @@ WITHOUT_MEMBERSHIP = (
 def render_report(out_dir: str | Path) -> Path:
     """Build ``out_dir/report.html`` from the probe files in ``out_dir``."""
     directory = Path(out_dir)
-    meta = read_json(directory / "results.json")
+    meta = artifacts.probe_index(directory)
     blocks = [paragraph(f"Run: {meta.get('run')}")]
     steps = _trained_steps(directory.parent)
     present = [name for name in PROBES if (directory / f"{name}.json").is_file()]
     if present:
-        first = read_json(directory / f"{present[0]}.json")
+        first = artifacts.probe_result(directory, present[0])
         family = first.get("family", "uniform")
         blocks.append(paragraph(FAMILY_NOTES.get(family, ""), "note"))
         if first.get("source"):

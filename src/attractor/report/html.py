@@ -112,8 +112,6 @@ def render_page(title: str, blocks: Iterable[str]) -> str:
 
 def write_page(path: str | os.PathLike, title: str, blocks: Iterable[str]) -> Path:
     """Render and write atomically (a partial file never replaces a good one)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render_page(title, blocks), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    from attractor.io import write_text
+
+    return write_text(path, render_page(title, blocks))

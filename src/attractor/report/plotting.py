@@ -63,8 +63,12 @@ def save(fig, path: str | os.PathLike) -> Path:
     """Save ``fig`` as PNG atomically and close it."""
     path = Path(path)
     tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, bbox_inches="tight")
-    os.replace(tmp, path)
+    try:
+        fig.savefig(tmp, bbox_inches="tight")
+        os.replace(tmp, path)
+    except OSError as err:              # a full disk: no half-written figure is left behind
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write {path}: {err.strerror or err}") from None
     fig.clear()
     import matplotlib.pyplot as plt
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+from attractor import artifacts
 from attractor.errors import UserError, require
-from attractor.io import read_json
 
 RENDERERS: dict[str, str] = {
     "sweep": "attractor.analysis.report:render_sweep_report",
@@ -33,17 +33,22 @@ def render_directory(directory: str | Path) -> Path:
     if not any((directory / name).is_file() for name in ("results.json", "sweep.json")) \
             and (directory / "probes" / "results.json").is_file():
         directory = directory / "probes"       # a training run: report its probes
+    index = directory / "probes" / "results.json"
+    require(not (directory / "membership.json").is_file() or not index.parent.is_dir(),
+            f"{index} is missing: the probes of {directory} were cut short; run attractor "
+            "probe on it again")
     require(not (directory / "membership.json").is_file(),
             f"{directory} is a training run without probes yet; run attractor probe on it first")
     results = directory / "results.json"
     if not results.is_file():
         results = directory / "sweep.json"
     require(results.is_file(), f"{directory} has no results.json or sweep.json: nothing to report")
-    try:
-        kind = read_json(results)["kind"]
-    except (ValueError, KeyError, TypeError) as err:
-        raise UserError(f"{results} is not a results file of attractor ({err})") from err
+    kind = artifacts.results_kind(results)
     require(kind in RENDERERS, f"no report for results of kind {kind!r}")
+    if kind == "sweep":                 # the files its report reads, checked first
+        artifacts.sweep_file(directory)
+        if (directory / "analysis" / "analysis.json").exists():
+            artifacts.analysis_file(directory)
     module, func = RENDERERS[kind].split(":")
     try:
         return getattr(importlib.import_module(module), func)(directory)

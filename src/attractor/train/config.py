@@ -12,10 +12,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from attractor.config import ConfigError, check, from_dict, setting
+from attractor.config import check, setting
 from attractor.data.config import DataConfig
-from attractor.errors import UserError
-from attractor.io import read_json
 from attractor.model.configs import MODEL_CONFIGS, ModelConfig
 from attractor.schedule import SCHEDULES
 from attractor.train.objectives import FAMILIES
@@ -108,17 +106,8 @@ class TrainConfig:
 
 
 def read_run_config(run_dir: str | Path) -> tuple[TrainConfig, dict]:
-    """The training config saved in ``run_dir/config.json`` and the file's other entries."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise UserError(f"{run_dir} is not a run directory (no config.json)")
-    saved = read_json(path)
-    if not isinstance(saved, dict) or not isinstance(saved.get("train"), dict):
-        raise UserError(f"{run_dir} is not a run directory ({path} holds no training config)")
-    try:
-        cfg = from_dict(TrainConfig, saved["train"])
-    except ConfigError as err:
-        raise UserError(f"{path} holds a damaged training config ({err})") from None
-    if not isinstance(saved.get("vocab_size"), int):
-        raise UserError(f"{path} is damaged: it records no vocabulary size")
-    return cfg, saved
+    """The training config saved in ``run_dir/config.json`` and the file's other entries
+    (schema-checked: :func:`attractor.artifacts.run_config`)."""
+    from attractor.artifacts import run_config
+
+    return run_config(run_dir)

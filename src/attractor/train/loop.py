@@ -12,10 +12,9 @@ from contextlib import nullcontext
 
 import torch
 
-from attractor.forward import q_xt
 from attractor.loss import nelbo_per_token, stratified_times
 from attractor.loss_fused import fused_nelbo_per_token
-from attractor.schedule import LogLinear, sigma_from_alpha
+from attractor.schedule import sigma_from_alpha
 
 
 def derive_seed(*parts: object) -> int:
@@ -65,27 +64,16 @@ def loss_terms(model, x0: torch.Tensor, zt: torch.Tensor, t: torch.Tensor, sched
     return nelbo_per_token(log_probs, x0, zt, alpha, dalpha)
 
 
-def diffusion_loss_terms(model, x0: torch.Tensor, t: torch.Tensor, schedule,
-                         generator: torch.Generator, amp_dtype=None,
-                         fused: bool = True, compiled: bool = False) -> torch.Tensor:
-    """Corrupt ``x0`` at times t with eq. (1) over the model's K ids, then :func:`loss_terms`.
-    (B, L) float32."""
-    zt = q_xt(x0, schedule.alpha(t), model.vocab_size, generator)
-    return loss_terms(model, x0, zt, t, schedule, amp_dtype, fused, compiled)
-
-
 @torch.no_grad()
 def evaluate_nelbo(model, sequences: torch.Tensor, mask: torch.Tensor, seed: int,
-                   batch_size: int = 64, schedule=None, eps: float = 1e-3,
-                   amp_dtype=None, objective=None) -> float:
+                   objective, batch_size: int = 64, eps: float = 1e-3) -> float:
     """Monte-Carlo NELBO per (non-pad) token of ``sequences`` with fixed, seeded noise.
 
-    sequences (N, L) int64, mask (N, L) bool. The same seed gives the same t and z_t, so numbers
-    from different checkpoints are comparable. ``objective`` (attractor.train.objectives) gives
-    the family's loss (its NELBO, or the autoregressive NLL); by default the uniform one.
+    sequences (N, L) int64, mask (N, L) bool; ``objective`` (attractor.train.objectives) is the
+    family's loss (its NELBO, or the autoregressive NLL), evaluated in its ``amp`` precision. The
+    same seed gives the same t and z_t, so numbers from different checkpoints are comparable.
     Returns nats per token.
     """
-    schedule = schedule or LogLinear()
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -95,10 +83,7 @@ def evaluate_nelbo(model, sequences: torch.Tensor, mask: torch.Tensor, seed: int
         x0 = sequences[start: start + batch_size].to(device)
         m = mask[start: start + batch_size].to(device)
         t = stratified_times(len(x0), gen, eps, device=device)
-        if objective is None:
-            per_token = diffusion_loss_terms(model, x0, t, schedule, gen, amp_dtype)
-        else:
-            per_token = objective.loss(model, x0, objective.corrupt(x0, t, gen), t)
+        per_token = objective.loss(model, x0, objective.corrupt(x0, t, gen), t)
         total += float((per_token * m).sum())
         count += float(m.sum())
     model.train(was_training)

@@ -17,22 +17,25 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 import attractor
+from attractor import artifacts, budget
 from attractor.config import differences, to_dict
 from attractor.data import Dataset, build_dataset
 from attractor.device import resolve_device, resolve_precision
 from attractor.errors import UserError
-from attractor.io import append_jsonl, make_dir, read_json, read_jsonl, write_json, write_jsonl
+from attractor.io import append_jsonl, write_json, write_jsonl
+from attractor.lock import hold, output_dir
 from attractor.loss import stratified_times
 from attractor.model import DiT
 from attractor.schedule import get_schedule
 from attractor.train import checkpoint as ckpt
+from attractor.train import rundir
 from attractor.train.config import TrainConfig, read_run_config
 from attractor.train.loop import (
     batch_indices,
@@ -112,20 +115,14 @@ def prepare_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool) -> None:
                             f"{'; '.join(diff[:4])}")
     elif run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"{run_dir} exists and is not a directory")
-    elif run_dir.exists() and any(run_dir.iterdir()):
+    elif rundir.holds_results(run_dir):       # (a half-made start is replaced)
         raise UserError(f"{run_dir} already exists and is not empty; use --resume to continue "
                         f"that run or choose another --out")
 
 
 def _write_fresh_run(job: TrainJob, train_ids: torch.Tensor) -> None:
     run_dir, data, cfg = job.run_dir, job.data, job.cfg
-    make_dir(run_dir)
-    try:
-        data.tokenizer.save(str(run_dir / "tokenizer.json"))
-    except Exception as err:            # the tokenizers library raises a plain Exception
-        raise UserError(f"cannot write {run_dir / 'tokenizer.json'}: {err}") from None
-    write_json(run_dir / "membership.json", data.membership(train_ids))
-    write_json(run_dir / "config.json", {
+    rundir.write_fresh(run_dir, data.tokenizer, data.membership(train_ids), {
         "train": to_dict(cfg), "vocab_size": data.vocab_size, "pad_id": data.pad_id,
         "num_train": len(train_ids), "mask_id": mask_id(cfg.family, data.vocab_size),
         "parameters": sum(p.numel() for p in build_model(cfg.model, cfg.family,
@@ -157,16 +154,27 @@ def _initial_state(job: TrainJob) -> TrainState:
 
 
 def _restore(state: TrainState, found: Path, device: torch.device) -> None:
-    state.model.load_state_dict(ckpt.load_weights(found, "model"))
-    state.ema = {k: v.to(device) for k, v in ckpt.load_weights(found, "ema").items()}
-    saved = ckpt.load_state(found)
-    state.optimizer.load_state_dict(saved["optimizer"])
-    state.step = int(saved["step"])
+    saved = ckpt.load_checked(found, state.model, state.optimizer)   # every tensor fits
+    state.model.load_state_dict(saved.model)
+    state.ema = {k: v.to(device) for k, v in saved.ema.items()}
+    state.optimizer.load_state_dict(saved.optimizer)
+    state.step = saved.step
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True,
           data: Dataset | None = None, cache_dir: str | Path | None = None) -> dict:
-    """Train (or resume) the run in ``run_dir``; returns the summary dict."""
+    """Train (or resume) the run in ``run_dir``; returns the summary dict.
+
+    The process that writes (rank 0) holds the run directory's lock throughout
+    (:mod:`attractor.lock`): a second writer is refused at once, naming this one.
+    """
+    resolve_device(cfg.device)          # a device this machine lacks: refused before the lock
+    with hold(output_dir(run_dir), "attractor train"):
+        return _train_locked(cfg, run_dir, resume, progress, data, cache_dir)
+
+
+def _train_locked(cfg: TrainConfig, run_dir: str | Path, resume: bool, progress: bool,
+                  data: Dataset | None, cache_dir: str | Path | None) -> dict:
     run_dir = Path(run_dir)
     dist, device = _setup_distributed(resolve_device(cfg.device))
     if dist.main:
@@ -181,6 +189,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
     if (cfg.batch_size // cfg.grad_accum) % dist.world or job.per_rank == 0:
         raise UserError(f"batch size {cfg.batch_size} / accumulation {cfg.grad_accum} does not "
                         f"split over {dist.world} processes")
+    budget.check_training(cfg, data.vocab_size, device, dist.world)    # before any allocation
+    if (run_dir / "config.json").is_file():     # continuing: on the data it was trained on
+        rundir.check_same_data(run_dir, data, train_ids)
     state = _initial_state(job)
     # Written once everything above has worked, so a failed start leaves no half-made run.
     if dist.main and not (run_dir / "config.json").is_file():
@@ -188,8 +199,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
     found = ckpt.find_checkpoint(run_dir) if resume else None
     if found is not None:
         _restore(state, found, device)
-    if state.step >= cfg.steps and (run_dir / "summary.json").is_file():
-        return read_json(run_dir / "summary.json")      # finished: nothing to redo or rewrite
+    if state.step >= cfg.steps and (done := rundir.intact_summary(run_dir)) is not None:
+        return done                     # finished: nothing to redo or rewrite
     if resume and dist.main:       # rows logged after the checkpoint (or before the first
         _truncate_metrics(run_dir / "metrics.jsonl", state.step)    # one) are about to be redone
     if dist.world > 1:
@@ -205,7 +216,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
     ``step`` 0 (no checkpoint yet) drops every row: the run starts again from its beginning.
     """
     if path.is_file():
-        write_jsonl(path, [r for r in read_jsonl(path) if 0 < step and r.get("step", 0) <= step])
+        write_jsonl(path, [r for r in artifacts.metrics(path) if 0 < step and r["step"] <= step])
 
 
 def _train_step(job: TrainJob, state: TrainState, step: int) -> tuple[float, float]:
@@ -266,6 +277,9 @@ def _run_loop(job: TrainJob, state: TrainState, progress: bool) -> dict:
     bar.close()
     if not main:
         return {}
+    if not any(r.get("split") == "eval" and r["step"] == cfg.steps
+               for r in artifacts.metrics(job.run_dir / "metrics.jsonl")):
+        _log_eval(job, state)           # its row was lost with a damaged metrics.jsonl
     wall = time.perf_counter() - t0
     return _write_summary(job, wall, tokens_per_step * (cfg.steps - start_step) / max(wall, 1e-9))
 
@@ -275,19 +289,18 @@ def _log_eval(job: TrainJob, state: TrainState) -> None:
     ema_model = build_model(cfg.model, cfg.family, data.vocab_size).to(job.device)
     ema_model.load_state_dict(state.ema)
     n, test = cfg.eval_sequences, data.test_ids[:cfg.eval_sequences]
-    schedule = get_schedule(cfg.schedule)
+    fp32 = replace(job.objective, amp=None)          # evaluation in fp32, whatever trains
     row = {"step": state.step, "split": "eval",
            "train_nelbo": evaluate_nelbo(ema_model, job.x_train[:n], job.m_train[:n], cfg.seed,
-                                         schedule=schedule, objective=job.objective),
+                                         fp32),
            "test_nelbo": evaluate_nelbo(ema_model, data.sequences[test],
-                                        loss_mask(data, cfg)[test], cfg.seed, schedule=schedule,
-                                        objective=job.objective)}
+                                        loss_mask(data, cfg)[test], cfg.seed, fp32)}
     row["test_ppl_bound"] = float(torch.tensor(row["test_nelbo"]).exp())
     append_jsonl(job.run_dir / "metrics.jsonl", row)
 
 
 def _write_summary(job: TrainJob, wall: float, tokens_per_s: float) -> dict:
-    rows = read_jsonl(job.run_dir / "metrics.jsonl")
+    rows = artifacts.metrics(job.run_dir / "metrics.jsonl")
     evals = [r for r in rows if r.get("split") == "eval"]
     train_rows = [r for r in rows if "loss" in r]
     last = evals[-1] if evals else {}

@@ -110,13 +110,15 @@ def radius_from_success(fractions: np.ndarray, success: np.ndarray) -> float:
 def margins(couplings: np.ndarray, patterns: np.ndarray) -> np.ndarray:
     """kappa^mu_i = xi^mu_i h^mu_i / ||J_i||_2 (eq. 7), shape (P, N) float64.
 
-    A row of J that is all zero has no defined margin; it gets 0.
+    A row of J that is all zero has no defined margin; it gets 0. A row that is not finite gets
+    NaN (never 0, which would read as a margin).
     """
     j = couplings.astype(np.float64)
     fields = patterns.astype(np.float64) @ j.T
     norms = np.linalg.norm(j, axis=1)
     safe = np.where(norms > 0, norms, 1.0)
-    return np.where(norms > 0, patterns * fields / safe, 0.0)
+    kappa = np.where(norms > 0, patterns * fields / safe, 0.0)
+    return np.where(np.isfinite(norms), kappa, np.nan)
 
 
 def gardner_inverse_capacity(kappa: float) -> float:
@@ -147,6 +149,8 @@ def coupling_stats(couplings: np.ndarray) -> dict:
     j = couplings.astype(np.float64)
     norm = float(np.linalg.norm(j))
     antisymmetric = float(np.linalg.norm(j - j.T)) / 2.0
+    if not np.isfinite(norm):           # NaN couplings have no asymmetry (not 0)
+        return {"norm": float("nan"), "asymmetry": float("nan")}
     return {"norm": norm, "asymmetry": antisymmetric / norm if norm > 0 else 0.0}
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from attractor.config import check, setting
+from attractor.errors import UserError
 from attractor.memories.binary.couplings import hebbian_couplings
 from attractor.memories.binary.patterns import STATE_DTYPE, as_states
 
@@ -121,7 +122,12 @@ class PseudoLikelihoodMemory:
             gradient = _gradient_from_fields(fields, xi, beta)
             norm = float(np.linalg.norm(gradient))
             scale = min(1.0, cfg.clip_norm / norm) if norm > 0 else 0.0
-            couplings -= np.float32(cfg.learning_rate * scale) * gradient
+            with np.errstate(over="ignore", invalid="ignore"):     # checked just below
+                couplings -= np.float32(cfg.learning_rate * scale) * gradient
+            if not np.isfinite(couplings).all():    # overflow: every later number is NaN
+                raise UserError(f"pseudo-likelihood training diverged at epoch {epoch + 1}: the "
+                                f"couplings overflowed with learning rate "
+                                f"{cfg.learning_rate:g}; lower --lr")
         self.couplings_ = couplings
         self.loss_curve_ = losses
         self.loss_ = pseudo_likelihood_loss(couplings, xi, beta)
