@@ -23,7 +23,6 @@ import torch
 
 from attractor.errors import require
 from attractor.loss_fused import _grad_chunk, _scalar_terms, _stats_chunk
-from attractor.model.dit import modulate
 
 # Elements of one (chunk, K) buffer by device: large enough that the products keep most of their
 # speed (the weight is read once per chunk), small enough that no (N, K) tensor is ever held.
@@ -175,18 +174,10 @@ def head_nelbo_per_token(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
 
 def dit_features(model, zt: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """The final hidden states of a :class:`attractor.model.DiT` (the plain module, not a DDP or
-    compiled wrapper): its forward pass without the output Linear, through its own submodules,
-    so ``model.output(dit_features(model, zt, sigma)) == model(zt, sigma)``.
+    compiled wrapper): its forward pass without the output Linear (``DiT.features``), so
+    ``model.output(dit_features(model, zt, sigma)) == model(zt, sigma)``.
 
     zt (B, L) int64, sigma (B,) -> (B, L, d); float32 (the final LayerNorm runs in float32) even
     under bf16 autocast.
     """
-    if not model.cfg.time_conditioning:     # as DiT.forward: one conditioning vector for every t
-        sigma = torch.zeros_like(sigma)
-    h = model.embedding[zt]                                              # (B, L, d)
-    c = model.time(sigma)                                                # (B, cond)
-    rotary = model._rotary(zt.shape[1], zt.device)
-    for block in model.blocks:
-        h = block(h, c, rotary)
-    shift, scale = model.adaln_final(c)[:, None].chunk(2, dim=-1)
-    return modulate(model.norm_final(h), shift, scale)
+    return model.features(zt, sigma)

@@ -161,8 +161,8 @@ class DiT(nn.Module):
                                                     device)
         return self._rotary_cache[key]
 
-    def forward(self, zt: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """zt (B, L) int64, sigma (B,) float -> logits (B, L, K)."""
+    def features(self, zt: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """zt (B, L) int64, sigma (B,) float -> the output layer's input (B, L, d)."""
         if not self.cfg.time_conditioning:     # MDLM-style: one conditioning vector for every t
             sigma = torch.zeros_like(sigma)
         h = self.embedding[zt]                                              # (B, L, d)
@@ -171,4 +171,8 @@ class DiT(nn.Module):
         for block in self.blocks:
             h = block(h, c, rotary)
         shift, scale = self.adaln_final(c)[:, None].chunk(2, dim=-1)
-        return self.output(modulate(self.norm_final(h), shift, scale))
+        return modulate(self.norm_final(h), shift, scale)
+
+    def forward(self, zt: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """zt (B, L) int64, sigma (B,) float -> logits (B, L, K)."""
+        return self.output(self.features(zt, sigma))
