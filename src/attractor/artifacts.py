@@ -299,6 +299,34 @@ _EXAMPLE_LISTS = {"original": str, "corrupted": str, "recovered": str, "changed"
                   "correct": bool}
 
 
+def shard_plan(path: str | Path) -> dict:
+    """probes/partial/<name>/plan.json: the fingerprint of an unfinished probe's work."""
+    path = Path(path)
+    d = _table(_json(path), path)
+    need(d.get("kind") == "probe-shards" and isinstance(d.get("fingerprint"), str), path,
+         "it is not the plan of a probe's shards")
+    return d
+
+
+def probe_shard(path: str | Path) -> list[dict]:
+    """probes/partial/<name>/rank-<r>.jsonl: finished chunks, each {"items": [i, ...],
+    "records": [{...}, ...], "wall_s", "forward_s", "forward_calls"} (a last line cut short by a
+    kill is dropped)."""
+    path = Path(path)
+    out = []
+    for number, line in _rows(path, torn_last=True):
+        ok = (isinstance(line, dict) and isinstance(line.get("items"), list)
+              and isinstance(line.get("records"), list)
+              and len(line["items"]) == len(line["records"])
+              and all(_is_int(i) and i >= 0 for i in line["items"])
+              and all(isinstance(r, dict) for r in line["records"]))
+        need(ok, path, f"line {number} is not a chunk of items and their records")
+        for key in ("wall_s", "forward_s", "forward_calls"):
+            _number_field(line, key, path, optional=False)
+        out.append(line)
+    return out
+
+
 def probe_examples(probes_dir: str | Path, name: str) -> list[dict]:
     """probes/<name>_examples.json: sequences as token strings with per-position marks."""
     path = Path(probes_dir) / f"{name}_examples.json"

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from attractor import masked, retrieval, softmax_rows
+from attractor import masked, retrieval, softmax_rows, streams
 from attractor.errors import UserError
 from attractor.forward import corrupt_exactly, q_xt
 from attractor.loss import stratified_times
@@ -38,9 +38,16 @@ def _sigma(schedule, t: torch.Tensor) -> torch.Tensor:
     return sigma_from_alpha(schedule.alpha(t.to(torch.float64))).to(torch.float32)
 
 
-def _repeat_times(n: int, samples: int, generator, device) -> torch.Tensor:
-    """(n * samples,) stratified times, each sequence's ``samples`` spread over [eps, 1]."""
-    t = stratified_times(n * samples, generator, device=device)
+def _repeat_times(n: int, samples: int, generator, device, eps: float = 1e-3) -> torch.Tensor:
+    """(n * samples,) stratified times, each sequence's ``samples`` spread over [eps, 1]: over
+    the whole batch from a generator, or per sequence from keyed streams (row b's j-th time in
+    the j-th of ``samples`` strata)."""
+    if isinstance(generator, streams.RowStreams):
+        u = generator.uniform(samples)                                      # (n, samples)
+        strata = torch.arange(samples, dtype=torch.float64, device=u.device)
+        t = (1.0 - eps) * (strata + u) / samples + eps
+        return t.reshape(-1).to(torch.float32)
+    t = stratified_times(n * samples, generator, eps, device=device)
     return t.view(samples, n).T.reshape(-1)
 
 
@@ -87,7 +94,7 @@ class Uniform:
         t = _repeat_times(len(x), samples, generator, x.device)
         x_rep, m_rep = x.repeat_interleave(samples, 0), real.repeat_interleave(samples, 0)
         alpha, dalpha = self.schedule.alpha(t), self.schedule.dalpha(t)
-        zt = q_xt(x_rep, alpha, self.vocab_size, generator)
+        zt = q_xt(x_rep, alpha, self.vocab_size, streams.repeat(generator, samples))
         logits = denoiser(zt, sigma_from_alpha(alpha).to(torch.float32))
         per_token = fused_nelbo_per_token(logits, x_rep, zt, alpha, dalpha).double()
         return (per_token * m_rep).sum(-1).view(len(x), samples).mean(-1)
@@ -138,7 +145,8 @@ class Masked:
         t = _repeat_times(len(x), samples, generator, x.device)
         x_rep, m_rep = x.repeat_interleave(samples, 0), real.repeat_interleave(samples, 0)
         alpha, dalpha = self.schedule.alpha(t), self.schedule.dalpha(t)
-        zt = masked.mask_forward(x_rep, alpha, self.mask_id, generator, m_rep)
+        zt = masked.mask_forward(x_rep, alpha, self.mask_id, streams.repeat(generator, samples),
+                                 m_rep)
         logits = denoiser(zt, sigma_from_alpha(alpha).to(torch.float32))
         per_token = masked.nelbo_per_token(logits, x_rep, zt, alpha, dalpha, self.mask_id)
         return per_token.double().sum(-1).view(len(x), samples).mean(-1)
@@ -189,13 +197,15 @@ class Autoregressive:
         check_dynamics(self.name, kind)
         z = zt.clone()
         targets = free if targets is None else targets
+        u = streams.uniform(generator, z.shape, z.device, torch.float64) \
+            if kind == "stochastic" else None                      # one number per position
         for pos in range(1, z.shape[1]):
             rows = targets[:, pos].nonzero().squeeze(-1)
             if len(rows) == 0:
                 continue
             logits = denoiser(z[rows], torch.zeros(len(rows), device=z.device))[:, pos - 1]
-            z[rows, pos] = softmax_rows.sample(logits, generator) if kind == "stochastic" \
-                else logits.argmax(-1)
+            z[rows, pos] = logits.argmax(-1) if u is None else \
+                softmax_rows.sample(logits, u=u[rows, pos])
         return z, {}
 
     def start_entropy(self, denoiser, zt, t0):

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import torch
 
+from attractor.streams import integers, uniform
+
 
 def prior_sample(shape: tuple[int, ...], vocab_size: int, generator: torch.Generator,
                  device: torch.device | str = "cpu") -> torch.Tensor:
     """Draw i.i.d. uniform token ids, the t = 1 limit of eq. (1). Returns int64 of ``shape``."""
-    return torch.randint(0, vocab_size, shape, generator=generator, device=device)
+    return integers(generator, 0, vocab_size, shape, device)
 
 
 def q_xt(x0: torch.Tensor, alpha_t: torch.Tensor, vocab_size: int,
@@ -36,8 +38,8 @@ def q_xt(x0: torch.Tensor, alpha_t: torch.Tensor, vocab_size: int,
     """
     alpha = torch.as_tensor(alpha_t, dtype=torch.float32, device=x0.device)
     alpha = alpha.reshape(-1, 1) if alpha.ndim else alpha
-    resample = torch.rand(x0.shape, generator=generator, device=x0.device) >= alpha  # w.p. 1-alpha
-    noise = torch.randint(0, vocab_size, x0.shape, generator=generator, device=x0.device)
+    resample = uniform(generator, x0.shape, x0.device) >= alpha                   # w.p. 1-alpha
+    noise = integers(generator, 0, vocab_size, x0.shape, x0.device)
     return torch.where(resample, noise, x0)
 
 
@@ -63,9 +65,9 @@ def corrupt_exactly(x0: torch.Tensor, n: int | torch.Tensor, vocab_size: int,
     allowed = torch.ones_like(x0, dtype=torch.bool) if allowed is None else allowed
     n = torch.as_tensor(n, device=x0.device).expand(B)
     assert bool((n <= allowed.sum(1)).all()), "cannot corrupt more positions than are allowed"
-    keys = torch.rand((B, L), generator=generator, device=x0.device)
+    keys = uniform(generator, (B, L), x0.device)
     keys = keys.masked_fill(~allowed, 2.0)                 # disallowed positions sort last
     rank = keys.argsort(dim=1).argsort(dim=1)              # (B, L) rank of each position
     chosen = rank < n[:, None]
-    shift = torch.randint(1, vocab_size, (B, L), generator=generator, device=x0.device)
+    shift = integers(generator, 1, vocab_size, (B, L), x0.device)
     return torch.where(chosen, (x0 + shift) % vocab_size, x0)

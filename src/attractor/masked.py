@@ -27,13 +27,14 @@ import torch
 from attractor import softmax_rows
 from attractor.sampler import Denoiser, time_grid
 from attractor.schedule import sigma_from_alpha
+from attractor.streams import uniform
 
 
 def mask_forward(x0: torch.Tensor, alpha: torch.Tensor, mask_id: int,
                  generator: torch.Generator, allowed: torch.Tensor | None = None) -> torch.Tensor:
     """z_t ~ q(z_t | x0): x0 (B, L) int64, alpha (B,) -> (B, L) int64; only ``allowed`` positions
     (B, L) bool can be masked (None: all)."""
-    u = torch.rand(x0.shape, generator=generator, device=x0.device, dtype=torch.float64)
+    u = uniform(generator, x0.shape, x0.device, torch.float64)
     hit = u >= alpha.to(torch.float64)[:, None]
     if allowed is not None:
         hit &= allowed
@@ -45,7 +46,7 @@ def mask_exactly(x0: torch.Tensor, n: torch.Tensor, mask_id: int, generator: tor
     """Mask exactly n[b] of the ``allowed`` positions of each row, chosen uniformly.
 
     x0 (B, L) int64, n (B,) int64 (clipped to the allowed count), allowed (B, L) bool."""
-    keys = torch.rand(x0.shape, generator=generator, device=x0.device)
+    keys = uniform(generator, x0.shape, x0.device)
     keys = torch.where(allowed, keys, torch.full_like(keys, 2.0))         # never chosen
     rank = keys.argsort(-1).argsort(-1)                                    # 0 = smallest key
     hit = (rank < n.clamp(max=allowed.sum(-1))[:, None]) & allowed
@@ -96,13 +97,14 @@ def unmask_step(denoiser: Denoiser, z: torch.Tensor, t: torch.Tensor, s: torch.T
     masked = z == mask_id
     a_t, a_s = schedule.alpha(t.to(torch.float64)), schedule.alpha(s.to(torch.float64))
     p_unmask = ((a_s - a_t) / (1.0 - a_t)).clamp(0, 1)[:, None]                # (B, 1)
-    u = torch.rand(z.shape, generator=generator, device=z.device, dtype=torch.float64)
+    u = uniform(generator, z.shape, z.device, torch.float64)
+    u_token = uniform(generator, z.shape, z.device, torch.float64)    # drawn for every row
     go = masked & (u < p_unmask)
     if not bool(go.any()):
         return z
     logits = _logits(denoiser, z, t, schedule, mask_id)
     z = z.clone()
-    z[go] = softmax_rows.sample(logits[go], generator)
+    z[go] = softmax_rows.sample(logits[go], u=u_token[go])
     return z
 
 

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 import torch
 
+from attractor import streams
 from attractor.config import check
 from attractor.forward import prior_sample
 from attractor.posterior import posterior_mixture
@@ -113,12 +114,13 @@ def posterior_step(logits: torch.Tensor, zt: torch.Tensor, alpha_t: torch.Tensor
     log_z = log_normalizer(logits)                                         # (B, L) float64
     x_at_z = (logits.gather(-1, zt.unsqueeze(-1)).squeeze(-1).double() - log_z).exp()
     w_x, w_u, w_stay = posterior_mixture(x_at_z, alpha_t, alpha_s, K)
-    u = torch.rand(zt.shape, generator=generator, device=zt.device, dtype=torch.float64)
-    uniform = torch.randint(0, K, zt.shape, generator=generator, device=zt.device)
-    out = torch.where(u < w_stay, zt, uniform)
+    u = streams.uniform(generator, zt.shape, zt.device, torch.float64)
+    jump = streams.integers(generator, 0, K, zt.shape, zt.device)
+    u_token = streams.uniform(generator, zt.shape, zt.device, torch.float64)   # every row draws
+    out = torch.where(u < w_stay, zt, jump)
     from_x = u >= w_stay + w_u                                             # (B, L) bool
     if bool(from_x.any()):
-        out[from_x] = sample(logits[from_x], generator)                    # (n, K), n << B L
+        out[from_x] = sample(logits[from_x], u=u_token[from_x])            # (n, K), n << B L
     return out
 
 

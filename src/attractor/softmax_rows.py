@@ -118,16 +118,19 @@ def entropy(logits: torch.Tensor, chunk_bytes: int | None = None) -> torch.Tenso
     return out.view(shape)
 
 
-def sample(logits: torch.Tensor, generator: torch.Generator,
-           chunk_bytes: int | None = None) -> torch.Tensor:
+def sample(logits: torch.Tensor, generator: torch.Generator | None = None,
+           chunk_bytes: int | None = None, u: torch.Tensor | None = None) -> torch.Tensor:
     """One draw from softmax(l) per row by inverting its cumulative distribution.
 
-    logits (..., K) -> (...) int64. Draws u ~ U[0, 1) per row (float64, from ``generator``, which
-    must live on ``logits.device``) and returns the first k with C_k > u C_K, where
+    logits (..., K) -> (...) int64. Uses u ~ U[0, 1) per row: given as ``u`` (...) float64, or
+    drawn from ``generator`` (on ``logits.device``); returns the first k with C_k > u C_K, where
     C_k = sum_{j <= k} exp(d_j) in float64; an id of zero probability is never returned.
     """
     shape, K = logits.shape[:-1], logits.shape[-1]
-    u = torch.rand(shape.numel(), generator=generator, dtype=torch.float64, device=logits.device)
+    if u is None:
+        u = torch.rand(shape.numel(), generator=generator, dtype=torch.float64,
+                       device=logits.device)
+    u = u.reshape(-1).to(torch.float64)
     out = torch.empty(shape.numel(), dtype=torch.long, device=logits.device)
     cdf = None
     for sl, chunk, (d,) in _chunks(logits, (chunk_bytes or CHUNK_BYTES) // 2, buffers=1):

@@ -101,7 +101,7 @@ def _directory(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from contextlib import nullcontext
 
-    from attractor.device import resolve_device
+    from attractor.device import join_process_group, probe_precision, resolve_device
     from attractor.errors import UserError
     from attractor.lock import hold
 
@@ -110,30 +110,41 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.seed < 2**63:
         raise UserError(f"--seed must be >= 0 and below 2**63; got {args.seed}")
     _check_memory(configs)
-    resolve_device(args.device)         # a device this machine lacks: refused before anything
+    device = resolve_device(args.device)   # a device this machine lacks: refused before anything
     target = _directory(args)
     with hold(target, "attractor probe") if target is not None else nullcontext():
-        return _probe(args, names, configs)
+        rank, world, device = join_process_group(device)        # under torchrun: shard items
+        args.precision = probe_precision(args.precision, device)
+        return _probe(args, names, configs, str(device), (rank, world))
 
 
-def _probe(args: argparse.Namespace, names: list[str], configs: dict) -> int:
+def _probe(args: argparse.Namespace, names: list[str], configs: dict, device: str,
+           place: tuple[int, int]) -> int:
     import torch
 
     from attractor.checks import outputs_finite
     from attractor.errors import require
     from attractor.io import read_json
+    from attractor.probes.items import Store, World
     from attractor.probes.output import check_writable, write_probe
     from attractor.probes.registry import run_probe
     from attractor.report.registry import render_directory
 
     check_writable(args.run_dir or args.out or ".", names, args.overwrite)
+    args.device = device
     run = _target(args)
     require(outputs_finite(run), "the model's outputs (logits) are not finite on its own "
             "sequences, so no probe is defined; check its weights or use --precision fp32")
-    generator = torch.Generator().manual_seed(args.seed)
-    paths = [write_probe(run, name, run_probe(name, run, configs[name], generator,
-                                              not args.no_progress), args.overwrite)
-             for name in names]
+    world, paths = World(*place), []
+    for name in names:
+        store = Store(run.directory, name)
+        result = run_probe(name, run, configs[name], torch.Generator().manual_seed(args.seed),
+                           not args.no_progress, store, world, replace=args.overwrite)
+        if world.rank == 0:
+            paths.append(write_probe(run, name, result, args.overwrite))
+            store.discard()                 # its rows are in <name>.jsonl now
+    if world.rank != 0:
+        return 0
     for name, path in zip(names, paths):    # printed once all work is written: a closed pipe
         _print(name, read_json(path))       # (e.g. | head) cannot cut the probes short
     print(f"report: {render_directory(run.directory)}")
@@ -155,9 +166,10 @@ def _add_probe_command(probes, command: str, variants: dict[str, str]) -> None:
     p.add_argument("--seed", type=parser_for(int), default=0,
                    help="seed of every random draw (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="denoiser forward passes in fp32 or under bf16 autocast; posteriors are "
-                        "float64 either way (default fp32)")
+                        "float64 either way (default auto: bf16 on a CUDA device that has it, "
+                        "else fp32)")
     add_common(p, "overwrite", "no_progress")
     add_config_options(p, {"subject": SubjectConfig(),
                            **{name: PROBES[name].config() for name in variants.values()}})

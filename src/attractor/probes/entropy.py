@@ -15,16 +15,16 @@ training sequences.
 
 from __future__ import annotations
 
-import time
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from attractor import softmax_rows
+from attractor import softmax_rows, streams
 from attractor.config import check, setting
 from attractor.families import family_of
-from attractor.probes import common
+from attractor.probes import common, items
 from attractor.probes.membership import best_score, evaluate, min_k, zlib_bits
 from attractor.probes.stats import auroc_interval, summarize
 
@@ -63,30 +63,80 @@ class EntropyConfig:
         check(0.0 < self.min_k <= 1.0, "min_k", "must lie in (0, 1]")
 
 
-def _scores(denoiser, seqs: torch.Tensor, mask: torch.Tensor, run, config: EntropyConfig,
-            generator: torch.Generator) -> dict[str, np.ndarray]:
-    """Per sequence (N of them): mean token entropy at every time (N, T), and the membership
-    quantities at the first time: Min-K% log-probability, NELBO per token and in total."""
+@dataclass(frozen=True)
+class Plan:
+    """The sequences of both splits, one item each, and their stream keys (for the NELBO's
+    noise: the probe's base key, the tokens and which repeat of them in the split)."""
+
+    split: list[str]                    # (N,)
+    ids: torch.Tensor                   # (N,) int64 pool ids
+    sequences: torch.Tensor             # (N, L) int64
+    mask: torch.Tensor                  # (N, L) bool
+    keys: list[int]
+    chunk: int                          # sequences per batch (each repeated nelbo_samples times)
+
+
+def plan(run, config: EntropyConfig, generator: torch.Generator) -> Plan:
+    base = streams.draw_base(generator)
+    parts = common.pick_sequences(run, config.num_sequences, generator)
+    split = [s for s, (ids, _, _) in parts.items() for _ in range(len(ids))]
+    seqs = torch.cat([p[1] for p in parts.values()])
+    mask = torch.cat([p[2] for p in parts.values()])
+    keys, seen = [], {}
+    for r in range(len(split)):
+        content = streams.digest(seqs[r][mask[r]])
+        repeat = seen.setdefault((split[r], content), [0])
+        keys.append(streams.item_key(base, content, repeat[0]))
+        repeat[0] += 1
     rows = common.chunk_rows(config.common.max_batch, seqs.shape[1], run.vocab_size)
+    return Plan(split, torch.cat([p[0] for p in parts.values()]), seqs, mask, keys,
+                max(1, rows // config.nelbo_samples))
+
+
+def _scores(denoiser, x: torch.Tensor, m: torch.Tensor, run, config: EntropyConfig,
+            keys: list[int]) -> dict[str, torch.Tensor]:
+    """Per sequence of one chunk (B of them): mean token entropy at every time (B, T), and the
+    membership quantities at the first time: Min-K% log-probability, NELBO in total."""
+    rows = common.chunk_rows(config.common.max_batch, x.shape[1], run.vocab_size)
     ops = family_of(run)
-    T, out = len(config.entropy_times), {"token_entropy": [], "min_k_logprob": [], "nelbo": []}
-    if len(seqs) == 0:                  # a split the user gave no sequences for
-        return {"token_entropy": np.zeros((0, T)), "min_k_logprob": np.zeros(0),
-                "nelbo": np.zeros(0)}
-    for sl in common.chunks(len(seqs), max(1, rows // config.nelbo_samples)):
-        x, m = seqs[sl].to(run.device), mask[sl].to(run.device)
-        n_real = m.sum(-1).clamp_min(1)
-        per_t = []
-        for j, t in enumerate(config.entropy_times):
-            h, log_p = ops.clean_scores(denoiser, x, m, t, rows)
-            per_t.append(sequence_entropy(h, m) / n_real)
-            if j == 0:
-                out["min_k_logprob"].append(min_k(log_p, m, config.min_k).cpu())
-        out["token_entropy"].append(torch.stack(per_t, -1).cpu())
-        out["nelbo"].append(ops.nelbo(denoiser, x, m, config.nelbo_samples, generator).cpu())
-    cat = {k: torch.cat(v).numpy() for k, v in out.items()}
-    assert cat["token_entropy"].shape == (len(seqs), T)
-    return cat
+    n_real = m.sum(-1).clamp_min(1)
+    per_t, min_k_logprob = [], None
+    for j, t in enumerate(config.entropy_times):
+        h, log_p = ops.clean_scores(denoiser, x, m, t, rows)
+        per_t.append(sequence_entropy(h, m) / n_real)
+        if j == 0:
+            min_k_logprob = min_k(log_p, m, config.min_k)
+    nelbo = ops.nelbo(denoiser, x, m, config.nelbo_samples, streams.RowStreams(keys, x.device))
+    return {"token_entropy": torch.stack(per_t, -1).cpu(), "min_k_logprob": min_k_logprob.cpu(),
+            "nelbo": nelbo.cpu()}
+
+
+def compute(run, config: EntropyConfig, plan: Plan, items: list[int], denoiser) -> list[dict]:
+    """One record per sequence: its entropies at every time and its membership quantities."""
+    idx = torch.tensor(items, dtype=torch.long)
+    x, m = plan.sequences[idx], plan.mask[idx]
+    v = _scores(denoiser, x.to(run.device), m.to(run.device), run, config,
+                [plan.keys[i] for i in items])
+    return [{"split": plan.split[i], "id": int(plan.ids[i]), "n_real": int(m[j].sum()),
+             "token_entropy": v["token_entropy"][j].tolist(),
+             "min_k_logprob": float(v["min_k_logprob"][j]), "nelbo": float(v["nelbo"][j]),
+             "zlib_bits": float(zlib_bits(run.dataset.decode(x[j])))}
+            for j, i in enumerate(items)]
+
+
+def _per_split(records: list, config: EntropyConfig) -> dict:
+    """The records of each split as arrays (both splits present, maybe empty)."""
+    T = len(config.entropy_times)
+    out = {}
+    for split in ("train", "test"):
+        sel = [r for r in records if r["split"] == split]
+        out[split] = {"ids": np.array([r["id"] for r in sel], dtype=np.int64),
+                      "n_real": np.array([r["n_real"] for r in sel], dtype=np.int64),
+                      "token_entropy": np.array([r["token_entropy"] for r in sel],
+                                                dtype=np.float64).reshape(len(sel), T),
+                      **{k: np.array([r[k] for r in sel], dtype=np.float64)
+                         for k in ("min_k_logprob", "nelbo", "zlib_bits")}}
+    return out
 
 
 def _membership(per_split: dict, run, rng, n_boot: int) -> dict:
@@ -103,31 +153,20 @@ def membership_scores(v: dict) -> dict[str, np.ndarray]:
             "min_k": v["min_k_logprob"], "zlib": -v["nelbo"] / v["zlib_bits"]}
 
 
-def run_entropy(run, config: EntropyConfig, generator: torch.Generator,
-                progress: bool = True) -> common.ProbeResult:
+def finish(run, config: EntropyConfig, plan: Plan, records: list, rng: np.random.Generator,
+           timing) -> common.ProbeResult:
     """Conditional entropy (eq. 13) and membership scores of training and test sequences."""
-    denoiser = common.TimedDenoiser(run.denoiser(), run.device)
-    rng = common.numpy_generator(generator)
-    gen = common.device_generator(generator, run.device)
-    start = time.perf_counter()
-    splits = common.pick_sequences(run, config.num_sequences, generator)
-    per_split = {}
-    for name, (ids, seqs, mask) in common.progress_items(splits, progress, "entropy"):
-        v = _scores(denoiser, seqs, mask, run, config, gen)
-        v["ids"], v["n_real"] = ids.numpy(), mask.sum(-1).numpy()
-        v["zlib_bits"] = np.array([zlib_bits(run.dataset.decode(s)) for s in seqs], float)
-        per_split[name] = v
+    per_split = _per_split(records, config)
     n = config.common.bootstrap
     summary = [_summary(t, per_split, j, rng, n) for j, t in enumerate(config.entropy_times)]
-    timing = denoiser.timing(time.perf_counter() - start, sum(len(v["ids"])
-                                                              for v in per_split.values()))
+    membership = _membership(per_split, run, rng, n)
     return common.ProbeResult(
-        config, summary, _rows(per_split, config), timing, run.vocab_size,
+        config, summary, _rows(per_split, config), timing(), run.vocab_size,
         histograms={str(t): common.histograms({k: v["token_entropy"][:, j] * v["n_real"]
                                                 for k, v in per_split.items()})
                     for j, t in enumerate(config.entropy_times)},
         notes={"input": "clean sequences conditioned on sigma(t); entropy in nats, eq. (13)",
-               "membership": _membership(per_split, run, rng, n)})
+               "membership": membership})
 
 
 def _summary(t: float, per_split: dict, j: int, rng, n: int) -> dict:
@@ -154,3 +193,10 @@ def _rows(per_split: dict, config: EntropyConfig) -> list:
                 rows.append({**row, "t": t, "mean_token_entropy": tok,
                              "sequence_entropy": tok * row["n_real"]})
     return rows
+
+
+def run_entropy(run, config: EntropyConfig, generator: torch.Generator,
+         progress: bool = True) -> common.ProbeResult:
+    """The whole probe in this process, in memory (``attractor.probes.registry.run_probe``
+    also shards it over processes and keeps its finished items on disk)."""
+    return items.execute("entropy", sys.modules[__name__], run, config, generator, progress)

@@ -16,16 +16,16 @@ and the ground truth the paper lacks: are they copies of training sequences?
 
 from __future__ import annotations
 
-import time
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from attractor import streams
 from attractor.config import check, setting
 from attractor.families import family_of
-from attractor.probes import common
+from attractor.probes import common, items
 from attractor.probes.entropy import sequence_entropy
 from attractor.probes.stats import auroc, difference, ks_distance, summarize
 from attractor.sampler import FINAL_STEPS
@@ -87,16 +87,38 @@ class GenerateConfig:
 
 
 
-def _sample(denoiser, run, config: GenerateConfig, generator, progress: bool) -> torch.Tensor:
+@dataclass(frozen=True)
+class Plan:
+    """Items 0 .. G-1 are the samples (stream key: the probe's base key and the sample's index);
+    items G .. are the reference sequences whose entropies the samples are compared with."""
+
+    num_samples: int
+    splits: dict                        # {"train": (ids, sequences, mask), "test": (...)}
+    keys: list[int]                     # one per item (the references draw nothing)
+    chunk: int
+
+    def reference(self, item: int) -> tuple[str, int]:
+        """(split, row) of reference item ``item``."""
+        row = item - self.num_samples
+        n_train = len(self.splits["train"][0])
+        return ("train", row) if row < n_train else ("test", row - n_train)
+
+
+def plan(run, config: GenerateConfig, generator: torch.Generator) -> Plan:
+    base = streams.draw_base(generator)
+    splits = common.pick_sequences(run, config.num_reference, generator)
+    refs = sum(len(ids) for ids, _, _ in splits.values())
+    keys = [streams.item_key(base, j) for j in range(config.num_samples)] + [0] * refs
     L = run.dataset.sequences.shape[1]
-    rows = common.chunk_rows(config.common.max_batch, L, run.vocab_size)
-    gen = common.device_generator(generator, run.device)
-    ops, out = family_of(run), []
-    for sl in tqdm(list(common.chunks(config.num_samples, rows)), desc="generate",
-                   unit="chunk", disable=not progress, dynamic_ncols=True):
-        out.append(ops.generate(denoiser, sl.stop - sl.start, L, gen, config.reverse_steps,
-                                config.final, run.device).cpu())
-    return torch.cat(out)
+    return Plan(config.num_samples, splits, keys,
+                common.chunk_rows(config.common.max_batch, L, run.vocab_size))
+
+
+def _sample(denoiser, run, config: GenerateConfig, keys: list[int]) -> torch.Tensor:
+    """Samples from the prior, one per key: (n, L) int64."""
+    L = run.dataset.sequences.shape[1]
+    return family_of(run).generate(denoiser, len(keys), L, streams.RowStreams(keys, run.device),
+                                   config.reverse_steps, config.final, run.device).cpu()
 
 
 def _seq_entropy(denoiser, run, x: torch.Tensor, mask: torch.Tensor, config) -> np.ndarray:
@@ -110,6 +132,27 @@ def _seq_entropy(denoiser, run, x: torch.Tensor, mask: torch.Tensor, config) -> 
         out.append(sequence_entropy(ops.clean_scores(denoiser, xs, m, config.entropy_t, rows)[0],
                                     m).cpu())
     return torch.cat(out).numpy()
+
+
+def compute(run, config: GenerateConfig, plan: Plan, items: list[int], denoiser) -> list[dict]:
+    """Samples (with their entropies) and reference sequences' entropies, one record each."""
+    samples = [i for i in items if i < plan.num_samples]
+    out = {}
+    if samples:
+        # In pad mode whatever follows a sample's first EOS is not part of it (the model may
+        # never have been trained there): compare and score the sentence, as training sequences.
+        x = run.dataset.canonical(_sample(denoiser, run, config, [plan.keys[i] for i in samples]))
+        h = _seq_entropy(denoiser, run, x, x != run.dataset.pad_id, config)
+        out.update({i: {"tokens": x[j].tolist(), "sequence_entropy": float(h[j])}
+                    for j, i in enumerate(samples)})
+    refs = [i for i in items if i >= plan.num_samples]
+    if refs:
+        where = [plan.reference(i) for i in refs]
+        x = torch.stack([plan.splits[s][1][r] for s, r in where])
+        m = torch.stack([plan.splits[s][2][r] for s, r in where])
+        h = _seq_entropy(denoiser, run, x, m, config)
+        out.update({i: {"sequence_entropy": float(h[j])} for j, i in enumerate(refs)})
+    return [out[i] for i in items]
 
 
 def _categories(exact, near, valid) -> list[str]:
@@ -226,22 +269,19 @@ def _rows(run, samples: torch.Tensor, g: Grading, h: dict, lengths: dict, ref: d
                    for i, m, e in zip(ids.tolist(), lengths[split], h[split])]
 
 
-def run_generate(run, config: GenerateConfig, generator: torch.Generator,
-                 progress: bool = True) -> common.ProbeResult:
-    """Experiment 3 on ``run`` (see the module docstring)."""
-    denoiser = common.TimedDenoiser(run.denoiser(), run.device)
-    rng = common.numpy_generator(generator)
-    start = time.perf_counter()
-    # In pad mode whatever follows a sample's first EOS is not part of it (the model may never
-    # have been trained there): compare and score the sentence, as the training sequences are.
-    samples = run.dataset.canonical(_sample(denoiser, run, config, generator, progress))
+def finish(run, config: GenerateConfig, plan: Plan, records: list, rng: np.random.Generator,
+           timing) -> common.ProbeResult:
+    """Experiment 3 from the samples and entropies of every item (see the module docstring)."""
+    G = plan.num_samples
+    samples = torch.tensor([r["tokens"] for r in records[:G]], dtype=torch.long)
     s_mask = samples != run.dataset.pad_id                                      # (G, L)
-    splits = common.pick_sequences(run, config.num_reference, generator)
-    ref = {"splits": splits, "distance": _reference_distance(run, splits)}
-    h = {"generated": _seq_entropy(denoiser, run, samples, s_mask, config)}
+    ref = {"splits": plan.splits, "distance": _reference_distance(run, plan.splits)}
+    h = {"generated": np.array([r["sequence_entropy"] for r in records[:G]], dtype=np.float64)}
     lengths = {"generated": s_mask.sum(-1).numpy()}
-    for split, (_, seqs, mask) in splits.items():
-        h[split] = _seq_entropy(denoiser, run, seqs, mask, config)
+    refs = records[G:]
+    for split, (_, _, mask) in plan.splits.items():
+        h[split] = np.array([r["sequence_entropy"] for r in refs[:len(mask)]], dtype=np.float64)
+        refs = refs[len(mask):]
         lengths[split] = mask.sum(-1).numpy()
     g = _grade(run, samples, s_mask, config.near_copy)
     summary = _summary(g, h, lengths, ref, run, rng, config.common.bootstrap)
@@ -249,8 +289,14 @@ def run_generate(run, config: GenerateConfig, generator: torch.Generator,
              "nearest_train_distance": common.histograms(
                  {"generated": (g.distance / g.compared.clamp_min(1)).numpy(),
                   "test": ref["distance"]}, lo=0.0, hi=1.0)}
-    timing = denoiser.timing(time.perf_counter() - start, len(samples))
-    return common.ProbeResult(config, summary, _rows(run, samples, g, h, lengths, ref), timing,
-                              run.vocab_size, histograms=hists,
+    return common.ProbeResult(config, summary, _rows(run, samples, g, h, lengths, ref),
+                              timing(), run.vocab_size, histograms=hists,
                               notes={"entropy_input": "clean sequences conditioned on "
                                                       "sigma(entropy_t), eq. (13), nats"})
+
+
+def run_generate(run, config: GenerateConfig, generator: torch.Generator,
+         progress: bool = True) -> common.ProbeResult:
+    """The whole probe in this process, in memory (``attractor.probes.registry.run_probe``
+    also shards it over processes and keeps its finished items on disk)."""
+    return items.execute("generate", sys.modules[__name__], run, config, generator, progress)

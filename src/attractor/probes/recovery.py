@@ -16,17 +16,20 @@ level below which recovery says nothing (a uniform denoiser's is ~1/K, uninforma
 from __future__ import annotations
 
 import math
-import time
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from attractor import streams
 from attractor.families import family_of
-from attractor.probes import common
+from attractor.probes import common, items
 from attractor.probes.stats import auroc, ratio, spearman, summarize
 from attractor.retrieval import OUTCOMES
+
+HISTOGRAM_BINS = 40
+HISTOGRAM_EDGES = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)      # normalised entropy, Fig. 3B
 
 
 def changed_positions(x0: torch.Tensor, zt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -54,6 +57,19 @@ class Batch:
         return torch.tensor([s == split for s in self.split])
 
 
+@dataclass(frozen=True)
+class Plan:
+    """The rows of a recovery probe and the stream key of each (:mod:`attractor.streams`): the
+    probe's base key, the sequence's tokens (and which repeat of them in its split it is) and the
+    level, so a sequence's corruption and retrieval are the same in any batch or file."""
+
+    batch: Batch
+    keys: list[int]                     # (R,)
+    example_rows: frozenset[int]        # rows kept whole as examples for the report
+    chunk: int                          # rows per denoiser call
+    unigram: object = None              # the unigram denoiser of the baseline, if asked for
+
+
 def _batch(run, config, generator: torch.Generator) -> Batch:
     F = len(config.levels)
     parts = common.pick_sequences(run, config.num_sequences, generator)
@@ -63,6 +79,32 @@ def _batch(run, config, generator: torch.Generator) -> Batch:
     mask = torch.cat([p[2] for p in parts.values()]).repeat_interleave(F, dim=0)
     level = torch.tensor(config.levels, dtype=torch.float64).repeat(len(ids) // F)
     return Batch(split, ids, level, x0, mask)
+
+
+def _example_rows(batch: Batch, per_split: int) -> frozenset[int]:
+    """The rows of the first ``per_split`` sequences of each split, at every level."""
+    out, seen = set(), {"train": set(), "test": set()}
+    for r, (split, i) in enumerate(zip(batch.split, batch.ids.tolist())):
+        if i in seen[split] or len(seen[split]) < per_split:
+            seen[split].add(i)
+            out.add(r)
+    return frozenset(out)
+
+
+def plan(run, config, generator: torch.Generator) -> Plan:
+    """Every (split, sequence, level) row of Experiment 1 or 2 and its stream key."""
+    base = streams.draw_base(generator)
+    batch = _batch(run, config, generator)
+    levels = {v: j for j, v in enumerate(config.levels)}
+    keys, seen = [], {}
+    for r in range(len(batch.split)):
+        content = streams.digest(batch.x0[r][batch.mask[r]])
+        repeat = seen.setdefault((batch.split[r], content, float(batch.level[r])), [0])
+        keys.append(streams.item_key(base, content, repeat[0], levels[float(batch.level[r])]))
+        repeat[0] += 1
+    rows = common.chunk_rows(config.common.max_batch, batch.x0.shape[1], run.vocab_size)
+    return Plan(batch, keys, _example_rows(batch, config.examples), rows,
+                unigram_denoiser(run) if config.unigram_baseline else None)
 
 
 def unigram_denoiser(run):
@@ -79,31 +121,22 @@ def unigram_denoiser(run):
     return denoise
 
 
-def _denoise(denoiser, zt: torch.Tensor, t0: torch.Tensor, batch: Batch, run, config,
-             generator: torch.Generator, progress: bool) -> dict:
-    """Retrieval over all rows in chunks, changing real positions (``mask``) only: {"x_hat",
-    "entropy" (start-time, (R, L)), extras of the dynamics ((R,) each), and "x_unigram" (the
-    unigram denoiser's retrieval)}."""
-    rows = common.chunk_rows(config.common.max_batch, zt.shape[1], run.vocab_size)
-    gen = common.device_generator(generator, run.device)
+def _retrieve(run, config, plan: Plan, denoiser, x0, mask, level, keys: list[int]) -> tuple:
+    """Corrupt and retrieve one chunk of rows, each from its own keyed streams (one for the
+    corruption and the model's retrieval, one for the unigram baseline's): z_t (B, L) and
+    {"x_hat", "entropy" (start-time, (B, L)), extras of the dynamics, "x_unigram"}."""
     ops = family_of(run)
-    unigram = unigram_denoiser(run) if config.unigram_baseline else None
-    parts: dict[str, list] = {}
-    bar = tqdm(total=len(zt), desc=f"recovery from {config.LEVEL}", unit="seq",
-               disable=not progress, dynamic_ncols=True)
-    for sl in common.chunks(len(zt), rows):
-        z, t, free, x0 = (v[sl].to(run.device) for v in (zt, t0, batch.mask, batch.x0))
-        targets = changed_positions(x0, z, free)    # only the autoregressive baseline uses them
-        out = {"entropy": ops.start_entropy(denoiser, z, t)}
-        out["x_hat"], extras = config.retrieve(ops, denoiser, z, t, gen, free, targets)
-        out.update(extras)
-        if unigram is not None:
-            out["x_unigram"] = config.retrieve(ops, unigram, z, t, gen, free, targets)[0]
-        for key, value in out.items():
-            parts.setdefault(key, []).append(value.cpu())
-        bar.update(sl.stop - sl.start)
-    bar.close()
-    return {key: torch.cat(values) for key, values in parts.items()}
+    rows = streams.RowStreams(keys, run.device)
+    zt = config.corrupt(ops, x0, mask, level, rows)
+    t = config.start_times(level)
+    targets = changed_positions(x0, zt, mask)       # only the autoregressive baseline uses them
+    out = {"entropy": ops.start_entropy(denoiser, zt, t)}
+    out["x_hat"], extras = config.retrieve(ops, denoiser, zt, t, rows, mask, targets)
+    out.update(extras)
+    if plan.unigram is not None:
+        baseline = streams.RowStreams([streams.item_key(k, 1) for k in keys], run.device)
+        out["x_unigram"] = config.retrieve(ops, plan.unigram, zt, t, baseline, mask, targets)[0]
+    return zt.cpu(), {k: v.cpu() for k, v in out.items()}
 
 
 def _row_records(batch: Batch, zt, out: dict, level_name: str, vocab_size: int) -> list:
@@ -130,6 +163,36 @@ def _row_records(batch: Batch, zt, out: dict, level_name: str, vocab_size: int) 
         cols["outcome"] = [OUTCOMES[o] for o in out["outcome"].tolist()]
     return [{"split": split, "id": int(i), level_name: float(lv), **{k: cols[k][r] for k in cols}}
             for r, (split, i, lv) in enumerate(zip(batch.split, batch.ids, batch.level))]
+
+
+def _token_histogram(h: torch.Tensor, changed: torch.Tensor, hit: torch.Tensor) -> dict:
+    """Counts of one row's normalised start-time entropies of recovered and unrecovered tokens
+    over HISTOGRAM_EDGES (Fig. 3B); rows' counts add up to the probe's histogram."""
+    return {name: np.histogram(h[sel].numpy(), HISTOGRAM_EDGES)[0].tolist()
+            for name, sel in (("recovered", changed & hit), ("unrecovered", changed & ~hit))}
+
+
+def compute(run, config, plan: Plan, items: list[int], denoiser) -> list[dict]:
+    """The records of rows ``items``: the row's numbers, its token-entropy histogram, and the
+    sequences themselves where the row is an example."""
+    idx = torch.tensor(items, dtype=torch.long)
+    b = plan.batch
+    part = Batch([b.split[i] for i in items], b.ids[idx], b.level[idx], b.x0[idx], b.mask[idx])
+    zt, out = _retrieve(run, config, plan, denoiser, part.x0.to(run.device), part.mask.to(run.device),
+                        part.level.to(run.device), [plan.keys[i] for i in items])
+    rows = _row_records(part, zt, out, config.LEVEL, run.vocab_size)
+    changed = changed_positions(part.x0, zt, part.mask)
+    hit = out["x_hat"] == part.x0
+    h = out["entropy"] / math.log(run.vocab_size)
+    records = []
+    for j, item in enumerate(items):
+        record = {"row": rows[j], "histogram": _token_histogram(h[j], changed[j], hit[j])}
+        if item in plan.example_rows:
+            record["example"] = {"x0": part.x0[j].tolist(), "zt": zt[j].tolist(),
+                                 "x_hat": out["x_hat"][j].tolist(),
+                                 "mask": part.mask[j].tolist()}
+        records.append(record)
+    return records
 
 
 def _column(rows: list, key: str) -> np.ndarray:
@@ -180,56 +243,45 @@ def _summaries(rows: list, config, rng: np.random.Generator) -> list:
     return out
 
 
-def _token_histograms(batch: Batch, zt, out: dict, config, vocab_size: int) -> dict:
-    """Normalised start-time entropies of recovered vs unrecovered tokens, per level and split
-    (Fig. 3B)."""
-    changed = changed_positions(batch.x0, zt, batch.mask)
-    hit = changed & (out["x_hat"] == batch.x0)
-    h = out["entropy"] / math.log(vocab_size)
-    out = {}
+def _histograms(plan: Plan, records: list, config) -> dict:
+    """The rows' token-entropy histograms summed per level and split (Fig. 3B)."""
+    out: dict = {}
     for level in config.levels:
         out[str(level)] = {}
         for split in ("train", "test"):
-            sel = (batch.select(split) & (batch.level == level))[:, None] & changed
-            out[str(level)][split] = common.histograms(
-                {"recovered": h[sel & hit].numpy(), "unrecovered": h[sel & ~hit].numpy()},
-                lo=0.0, hi=1.0)
+            counts = {"recovered": np.zeros(HISTOGRAM_BINS, np.int64),
+                      "unrecovered": np.zeros(HISTOGRAM_BINS, np.int64)}
+            for r, record in enumerate(records):
+                if plan.batch.split[r] == split and float(plan.batch.level[r]) == level:
+                    for name in counts:
+                        counts[name] += np.asarray(record["histogram"][name], np.int64)
+            out[str(level)][split] = {"edges": HISTOGRAM_EDGES.tolist(),
+                                      **{k: v.tolist() for k, v in counts.items()}}
     return out
 
 
-def _examples(batch: Batch, zt, x_hat, per_split: int) -> list:
-    """Token ids of the first ``per_split`` sequences of each split, at every level."""
-    out, seen = [], {"train": set(), "test": set()}
-    for r, (split, i) in enumerate(zip(batch.split, batch.ids.tolist())):
-        if i not in seen[split] and len(seen[split]) >= per_split:
-            continue
-        seen[split].add(i)
-        out.append({"split": split, "id": i, "level": float(batch.level[r]),
-                    "x0": batch.x0[r].tolist(), "zt": zt[r].tolist(), "x_hat": x_hat[r].tolist(),
-                    "mask": batch.mask[r].tolist(), "n_real": int(batch.mask[r].sum())})
-    return out
+def _examples(plan: Plan, records: list) -> list:
+    """Token ids of the example rows (the first sequences of each split, at every level)."""
+    b = plan.batch
+    return [{"split": b.split[r], "id": int(b.ids[r]), "level": float(b.level[r]),
+             **record["example"], "n_real": int(b.mask[r].sum())}
+            for r, record in enumerate(records) if "example" in record]
+
+
+def finish(run, config, plan: Plan, records: list, rng: np.random.Generator,
+           timing) -> common.ProbeResult:
+    """Summaries with bootstrap intervals, histograms and examples from every row's record."""
+    rows = [record["row"] for record in records]
+    return common.ProbeResult(
+        config=config, summary=_summaries(rows, config, rng), rows=rows, timing=timing(),
+        vocab_size=run.vocab_size, histograms=_histograms(plan, records, config),
+        examples=_examples(plan, records),
+        notes={"level_name": config.LEVEL, "entropy_taken_from": "p_theta(x0 | z_t) at the "
+               "start time t of the reverse process, eq. (13)"})
 
 
 def run_recovery(run, config, generator: torch.Generator,
-                 progress: bool = True) -> common.ProbeResult:
-    """Experiment 1 or 2 (by ``config``, :mod:`attractor.probes.experiments`) on training and
-    held-out sequences of ``run``.
-
-    All (sequence, level) pairs of both splits form one batch, cut into chunks of ``max_batch``
-    rows, so the denoiser's forward passes dominate the cost.
-    """
-    denoiser = common.TimedDenoiser(run.denoiser(), run.device)
-    rng = common.numpy_generator(generator)
-    start = time.perf_counter()
-    batch = _batch(run, config, generator)
-    zt = config.corrupt(family_of(run), batch.x0, batch.mask, batch.level, generator)
-    out = _denoise(denoiser, zt, config.start_times(batch.level), batch, run, config,
-                   generator, progress)
-    rows = _row_records(batch, zt, out, config.LEVEL, run.vocab_size)
-    return common.ProbeResult(
-        config=config, summary=_summaries(rows, config, rng), rows=rows,
-        timing=denoiser.timing(time.perf_counter() - start, len(zt)), vocab_size=run.vocab_size,
-        histograms=_token_histograms(batch, zt, out, config, run.vocab_size),
-        examples=_examples(batch, zt, out["x_hat"], config.examples),
-        notes={"level_name": config.LEVEL, "entropy_taken_from": "p_theta(x0 | z_t) at the "
-               "start time t of the reverse process, eq. (13)"})
+         progress: bool = True) -> common.ProbeResult:
+    """The whole probe in this process, in memory (``attractor.probes.registry.run_probe``
+    also shards it over processes and keeps its finished items on disk)."""
+    return items.execute("recovery", sys.modules[__name__], run, config, generator, progress)

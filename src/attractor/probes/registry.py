@@ -1,9 +1,10 @@
 """Every probe, in one table: what ``attractor probe``, sweeps, reports and the analysis run.
 
-An entry names the probe's config class (its settings, defaults and help), the function that
-runs it on a loaded run, and how its saved JSON is shown (title, summary table, figures). The
-command line, the sweep runner, the writer, the reports and the analysis all read this table;
-a new probe is one new entry.
+An entry names the probe's config class (its settings, defaults and help), the three functions
+that run it as independent work items (plan, compute, finish: :mod:`attractor.probes.items`),
+and how its saved JSON is shown (title, summary table, figures). The command line, the sweep
+runner, the writer, the reports and the analysis all read this table; a new probe is one new
+entry.
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ from dataclasses import dataclass
 
 import torch
 
-from attractor.probes import figures, tables
+from attractor.probes import entropy, figures, generate, items, recovery, tables
 from attractor.probes.common import ProbeResult
-from attractor.probes.entropy import EntropyConfig, run_entropy
+from attractor.probes.entropy import EntropyConfig
 from attractor.probes.experiments import DeterministicConfig, StochasticConfig
-from attractor.probes.generate import GenerateConfig, run_generate
-from attractor.probes.recovery import run_recovery
+from attractor.probes.generate import GenerateConfig
 
 
 @dataclass(frozen=True)
@@ -27,28 +27,33 @@ class Probe:
 
     command: str                       # ``attractor probe COMMAND``
     config: type                       # frozen dataclass of its settings
-    run: Callable[..., ProbeResult]    # (run, config, generator, progress) -> ProbeResult
+    plan: Callable                     # (run, config, generator) -> plan (keys, chunk)
+    compute: Callable                  # (run, config, plan, items, denoiser) -> records
+    finish: Callable                   # (run, config, plan, records, rng, timing) -> result
     title: str
     tables: Callable[[dict], list[tuple[str, list[dict]]]]  # saved JSON -> (caption, rows)
     figures: Callable[[dict], list[tuple[str, bytes]]]   # saved JSON -> (caption, PNG)
     variant: str = ""                  # ``--experiment VARIANT`` among one command's probes
 
 
+STAGES = {m.__name__.rsplit(".", 1)[-1]: (m.plan, m.compute, m.finish)
+          for m in (recovery, entropy, generate)}
+
 PROBES: dict[str, Probe] = {
     "recovery_deterministic": Probe(
-        "recovery", DeterministicConfig, run_recovery,
+        "recovery", DeterministicConfig, *STAGES["recovery"],
         "Experiment 1: deterministic retrieval (Fig. 1)", tables.recovery, figures.recovery,
         variant="deterministic"),
     "recovery_stochastic": Probe(
-        "recovery", StochasticConfig, run_recovery,
+        "recovery", StochasticConfig, *STAGES["recovery"],
         "Experiment 2: stochastic retrieval (Figs. 2-3)", tables.recovery, figures.recovery,
         variant="stochastic"),
     "entropy": Probe(
-        "entropy", EntropyConfig, run_entropy,
+        "entropy", EntropyConfig, *STAGES["entropy"],
         "Conditional entropy of training vs held-out sequences (eq. 13)", tables.entropy,
         figures.entropy),
     "generate": Probe(
-        "generate", GenerateConfig, run_generate,
+        "generate", GenerateConfig, *STAGES["generate"],
         "Experiment 3: generation, conditional entropy and copies (Figs. 4-5)", tables.generate,
         figures.generate),
 }
@@ -73,9 +78,14 @@ def commands() -> dict[str, dict[str, str]]:
     return out
 
 
-def run_probe(name: str, run, config, generator: torch.Generator,
-              progress: bool = True) -> ProbeResult:
-    """Run probe ``name`` with ``config`` on a loaded run."""
+def run_probe(name: str, run, config, generator: torch.Generator, progress: bool = True,
+              store: items.Store | None = None, world: items.World = items.World(),
+              replace: bool = False) -> ProbeResult | None:
+    """Run probe ``name`` with ``config`` on a loaded run: in memory, or keeping its finished
+    items in ``store`` (resumable; required when ``world`` has several processes; ``replace``
+    discards unfinished work made with other settings instead of refusing). Returns the result
+    on rank 0, None on the other ranks."""
     probe = PROBES[name]
     assert isinstance(config, probe.config), f"{name} takes a {probe.config.__name__}"
-    return probe.run(run, config, generator, progress=progress)
+    assert store is not None or world.size == 1, "a distributed probe needs a store"
+    return items.execute(name, probe, run, config, generator, progress, store, world, replace)

@@ -33,10 +33,11 @@ from attractor import artifacts, budget
 from attractor.analysis.analyze import analyze_sweep
 from attractor.config import differences, leaves, to_dict
 from attractor.data import Dataset, build_dataset
-from attractor.device import resolve_device
+from attractor.device import join_process_group, resolve_device
 from attractor.errors import UserError, require
 from attractor.io import make_dir, write_json
 from attractor.lock import LOCK_NAME, hold, output_dir
+from attractor.probes.items import Store, World
 from attractor.probes.output import write_probe
 from attractor.probes.registry import PROBES, run_probe
 from attractor.sweep.config import SweepConfig, paper_spaced_sizes
@@ -141,12 +142,16 @@ def missing_probes(run_dir: Path) -> list[str]:
 
 def _probe_run(out: Path, cfg: SweepConfig, planned: PlannedRun, todo: list[str],
                progress: bool) -> dict:
-    """Run the probes ``todo`` on one trained run; what was done, for sweep_status.json."""
+    """Run the probes ``todo`` on one trained run, keeping finished items in the run's
+    probes/partial/ (a killed sweep resumes inside a probe), sharded over the ranks of a
+    ``torchrun`` job; what was done, for sweep_status.json."""
     from attractor.checks import outputs_finite
     from attractor.run import load_run
 
-    run = load_run(out / "runs" / planned.name, device=cfg.train.device,
-                   cache_dir=out / "cache", precision=cfg.probe_precision)
+    rank, world, device = join_process_group(resolve_device(cfg.train.device))
+    run_dir = out / "runs" / planned.name
+    run = load_run(run_dir, device=str(device), cache_dir=out / "cache",
+                   precision=cfg.probe_precision)
     # diverged (weights or logits not finite): no probe is defined, and the report omits it
     if not (run.finite and outputs_finite(run)):
         tqdm.write(f"sweep: {planned.name} diverged (weights or outputs not finite); "
@@ -154,8 +159,12 @@ def _probe_run(out: Path, cfg: SweepConfig, planned: PlannedRun, todo: list[str]
         return {"diverged": True}
     for name in todo:
         gen = torch.Generator().manual_seed(derive_seed(planned.seed, planned.name, name))
-        result = run_probe(name, run, cfg.probes[name], gen, progress)
-        write_probe(run, name, result, overwrite=True)   # only missing probes reach this point
+        store = Store(run_dir, name)
+        result = run_probe(name, run, cfg.probes[name], gen, progress, store,
+                           World(rank, world), replace=True)
+        if rank == 0:
+            write_probe(run, name, result, overwrite=True)   # only missing probes reach here
+            store.discard()
     return {"probed": todo}
 
 
@@ -172,7 +181,7 @@ def run_one(out: Path, cfg: SweepConfig, planned: PlannedRun, data: Dataset | No
                   progress=progress, data=data, cache_dir=out / "cache")
             status["trained"] = True
         todo = missing_probes(run_dir)
-        if int(os.environ.get("RANK", "0")) != 0 or not todo:    # data parallel: rank 0 probes
+        if not todo:
             return status
         return {**status, **_probe_run(out, cfg, planned, todo, progress)}
 

@@ -15,7 +15,6 @@ the global batch.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,7 +26,7 @@ import attractor
 from attractor import artifacts, budget
 from attractor.config import differences, to_dict
 from attractor.data import Dataset, build_dataset
-from attractor.device import resolve_device, resolve_precision
+from attractor.device import join_process_group, resolve_device, resolve_precision
 from attractor.errors import UserError
 from attractor.io import append_jsonl, write_json, write_jsonl
 from attractor.lock import hold, output_dir
@@ -91,17 +90,7 @@ class TrainState:
 
 
 def _setup_distributed(device: torch.device) -> tuple[Distributed, torch.device]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return Distributed(), device
-    import torch.distributed as dist
-
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if device.type == "cuda":
-        device = torch.device("cuda", local)
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    rank, world, device = join_process_group(device)
     return Distributed(rank, world), device
 
 
