@@ -44,6 +44,7 @@ from pathlib import Path
 import torch
 
 RESULTS = Path(__file__).parent / "results"
+ALLOCATORS = ("glibc", "jemalloc", "jemalloc-nodecay", "tcmalloc")
 HOW_TO_GET = ("peer_duo.py needs --duo PATH, a local checkout of Duo: "
               "git clone https://github.com/s-sahoo/duo /some/path")
 # Top-level packages Duo's modules import; stubbed only where they are missing or fail to load.
@@ -240,14 +241,42 @@ def measure_attractor(args, device, amp) -> dict:
     return {**_shape_row("attractor", args, shape, params, step_s, device), "loss": args.loss}
 
 
+def allocators(spec: str) -> dict[str, str]:
+    """``duo=jemalloc,attractor=glibc`` -> {side: allocator}; glibc where a side is not named."""
+    out = {"duo": "glibc", "attractor": "glibc"}
+    for part in filter(None, spec.split(",")):
+        side, _, name = part.partition("=")
+        if side not in out or name not in ALLOCATORS:
+            raise SystemExit(f"--allocators: {part!r} is not SIDE=ALLOCATOR with SIDE duo or "
+                             f"attractor and ALLOCATOR one of {', '.join(ALLOCATORS)}")
+        out[side] = name
+    return out
+
+
+def child_env(allocator: str) -> dict:
+    """The environment of a child process running with ``allocator``."""
+    from _allocators import find_library, preload_env
+
+    env = dict(os.environ)
+    if allocator == "glibc":
+        return env
+    path = find_library(allocator.split("-")[0])
+    if path is None:
+        raise SystemExit(f"{allocator} is not installed here (e.g. apt-get install libjemalloc2)")
+    if allocator == "jemalloc-nodecay":                  # freed pages are never returned
+        env["MALLOC_CONF"] = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
+    return preload_env(path, env)
+
+
 def run_child(args, side: str) -> dict:
     cmd = [sys.executable, __file__, "--one", side, "--duo", str(args.duo), "--loss", args.loss]
     for flag in ("batch", "length", "vocab", "steps", "warmup", "device", "precision"):
         cmd += [f"--{flag}", str(getattr(args, flag))]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    allocator = allocators(args.allocators)[side]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=child_env(allocator))
     if done.returncode:
         raise SystemExit(f"the {side} process failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "allocator": allocator}
 
 
 def _median(values: list[float]) -> float:
@@ -281,6 +310,7 @@ def compare(args) -> dict:
                         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
             "duo": {"checkout": str(duo), "commit": _checkout_commit(duo),
                     "stubbed": rounds[0]["duo"]["stubbed"]},
+            "allocators": allocators(args.allocators),
             "step": "noising, forward, fp32 loss, backward, clip 1.0, AdamW, EMA; dropout 0.1",
             "rounds": rounds, "summary": summary}
 
@@ -298,6 +328,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     parser.add_argument("--loss", default="fused", choices=("fused", "head-fused"),
                         help="attractor's loss path")
+    parser.add_argument("--allocators", default="",
+                        help="malloc of each side, e.g. duo=jemalloc-nodecay,attractor=glibc "
+                             f"(one of {', '.join(ALLOCATORS)}; default glibc for both)")
     parser.add_argument("--out", default=str(RESULTS / "peer_duo.json"))
     parser.add_argument("--one", choices=("duo", "attractor"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)

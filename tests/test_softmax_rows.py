@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from attractor import softmax_rows
 from attractor.softmax_rows import entropy, log_normalizer, row_stats, sample
 
 
@@ -110,3 +111,33 @@ def test_results_do_not_depend_on_the_chunking():
         assert torch.equal(ents[i], ents[0])
         for name in ("log_z", "at_index", "best_other"):
             assert torch.equal(getattr(stats[i], name), getattr(stats[0], name))
+
+
+def test_a_row_shared_by_every_position_gives_the_statistics_of_its_copies():
+    """An expanded row (a denoiser that ignores its input) is reduced once, with the results
+    of the materialised tensor."""
+    g = torch.Generator().manual_seed(0)
+    row = torch.randn(37, generator=g, dtype=torch.float64)
+    row[5] = row.max() + 1.0                          # a unique maximum, then a tie below it
+    row[9] = row[11] = row[5] - 0.5
+    shared = row.expand(3, 4, 37)
+    copy = shared.contiguous()
+    assert softmax_rows._shared_row(shared) is not None and softmax_rows._shared_row(copy) is None
+    index = torch.randint(0, 37, (3, 4), generator=g)
+    index[0, 0] = 5                                   # the argmax itself: best other is the tie
+    a, b = softmax_rows.row_stats(shared, index), softmax_rows.row_stats(copy, index)
+    for name in ("log_z", "at_index", "best_other"):     # the chunked path exponentiates in fp32
+        torch.testing.assert_close(getattr(a, name), getattr(b, name), rtol=1e-6, atol=1e-6)
+    assert float(a.best_other[0, 0]) == float(row[9])
+    torch.testing.assert_close(softmax_rows.log_normalizer(shared),
+                               softmax_rows.log_normalizer(copy), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(softmax_rows.entropy(shared), softmax_rows.entropy(copy),
+                               rtol=1e-12, atol=1e-12)
+    assert torch.equal(softmax_rows.argmax(shared), copy.argmax(-1))
+
+
+def test_argmax_is_the_first_maximal_index_in_every_dtype():
+    g = torch.Generator().manual_seed(1)
+    for dtype in (torch.float32, torch.bfloat16, torch.float64):
+        x = (torch.randn(50, 300, generator=g) * 2).round().to(dtype)    # many ties
+        assert torch.equal(softmax_rows.argmax(x), x.argmax(-1))

@@ -204,7 +204,7 @@ class Autoregressive:
             if len(rows) == 0:
                 continue
             logits = denoiser(z[rows], torch.zeros(len(rows), device=z.device))[:, pos - 1]
-            z[rows, pos] = logits.argmax(-1) if u is None else \
+            z[rows, pos] = softmax_rows.argmax(logits) if u is None else \
                 softmax_rows.sample(logits, u=u[rows, pos])
         return z, {}
 

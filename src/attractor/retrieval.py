@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from attractor import softmax_rows
 from attractor.sampler import Denoiser, time_grid
 from attractor.schedule import sigma_from_alpha
 
@@ -33,7 +34,7 @@ OUTCOMES = ("fixed_point", "cycle", "max_iterations")
 def argmax_step(denoiser: Denoiser, z: torch.Tensor, t: torch.Tensor, schedule) -> torch.Tensor:
     """One synchronous update z -> argmax_k x_theta(z, sigma_t): (B, L) ids, (B,) t -> (B, L)."""
     sigma = sigma_from_alpha(schedule.alpha(t.to(torch.float64))).to(torch.float32)
-    return denoiser(z, sigma).argmax(dim=-1)
+    return softmax_rows.argmax(denoiser(z, sigma))
 
 
 def annealed(denoiser: Denoiser, zt: torch.Tensor, t0: torch.Tensor, schedule, steps: int,

@@ -45,7 +45,7 @@ from attractor.config import check
 from attractor.forward import prior_sample
 from attractor.posterior import posterior_mixture
 from attractor.schedule import sigma_from_alpha
-from attractor.softmax_rows import log_normalizer, row_stats, sample
+from attractor.softmax_rows import argmax, log_normalizer, row_stats, sample
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -140,7 +140,7 @@ def final_step(denoiser: Denoiser, zt: torch.Tensor, t: torch.Tensor, schedule,
         return zt
     logits = _logits(denoiser, zt, t, schedule)
     if final == "greedy":
-        return logits.argmax(dim=-1)
+        return argmax(logits)
     return posterior_step(logits, zt, schedule.alpha(t.to(torch.float64)), 1.0, generator,
                           greedy)                                           # alpha_s = 1
 

