@@ -48,6 +48,8 @@ SIZES = {
                     "--steps", "60", "--log-every", "20", "--eval-every", "60",
                     "--checkpoint-every", "60", "--eval-sequences", "16"],
             "cli_batch_per_gpu": 64,
+            "probe": ["--num-sequences", "64", "--times", "0.1,0.25,0.5", "--reverse-steps",
+                      "50"],
             "peer": ["--batch", "64", "--length", "128", "--steps", "10", "--warmup", "3"]},
     True: {"train": ["--configs", "nano:64", "--precisions", "bf16", "--losses", "fused",
                      "head-fused", "reference", "--batch", "2", "--length", "8", "--steps", "1",
@@ -61,6 +63,8 @@ SIZES = {
                    "--steps", "4", "--log-every", "2", "--eval-every", "4",
                    "--checkpoint-every", "4", "--eval-sequences", "4", "--precision", "fp32"],
            "cli_batch_per_gpu": 4,
+           "probe": ["--num-sequences", "2", "--times", "0.25", "--reverse-steps", "2",
+                     "--bootstrap", "10"],
            "peer": ["--batch", "2", "--length", "8", "--vocab", "64", "--steps", "1",
                     "--warmup", "0", "--rounds", "2"]},
 }
@@ -115,16 +119,43 @@ def cli_stage(nproc: int, device: str, sizes: dict, timeout: float, tmp: Path) -
     per process."""
     run_dir = tmp / f"cli_{nproc}"
     batch = sizes["cli_batch_per_gpu"] * nproc
-    launcher = [sys.executable, "-m", "attractor"] if nproc == 1 else [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-        str(nproc), "-m", "attractor"]
-    cmd = [*launcher, "train", "--out", str(run_dir), *sizes["cli"], "--batch-size", str(batch),
+    cmd = [*launcher(nproc), "train", "--out", str(run_dir), *sizes["cli"], "--batch-size", str(batch),
            "--device", device, "--no-progress"]
     env = dict(os.environ, OMP_NUM_THREADS="1") if device == "cpu" and nproc > 1 else None
     row = run(cmd, timeout, env)
     row.update(processes=nproc, batch=batch)
     if row["rc"] == 0:
         row.update(cli_tokens_per_s(run_dir))
+    return row
+
+
+def launcher(nproc: int) -> list[str]:
+    """``python -m attractor``, under torchrun when more than one process."""
+    return [sys.executable, "-m", "attractor"] if nproc == 1 else [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+        str(nproc), "-m", "attractor"]
+
+
+def probe_stage(nproc: int, device: str, sizes: dict, timeout: float, tmp: Path) -> dict:
+    """``attractor probe recovery --experiment stochastic`` on a copy of the one-process cli
+    run, on ``nproc`` processes: wall time, items/s, and a digest of its rows (equal for any
+    number of processes)."""
+    import hashlib
+    import shutil
+
+    run_dir = Path(shutil.copytree(tmp / "cli_1", tmp / f"probe_{nproc}"))
+    cmd = [*launcher(nproc), "probe", "recovery", str(run_dir), "--experiment", "stochastic",
+           *sizes["probe"], "--device", device, "--no-progress"]
+    env = dict(os.environ, OMP_NUM_THREADS="1") if device == "cpu" and nproc > 1 else None
+    row = run(cmd, timeout, env)
+    row["processes"] = nproc
+    if row["rc"] == 0:
+        probes = run_dir / "probes"
+        timing = json.loads((probes / "recovery_stochastic.json").read_text())["timing"]
+        rows = (probes / "recovery_stochastic.jsonl").read_bytes()
+        row.update(items=timing["sequences"], items_per_s=timing["sequences"] / row["wall_s"],
+                   forward_fraction=timing["forward_fraction"],
+                   rows_sha256=hashlib.sha256(rows).hexdigest())
     return row
 
 
@@ -135,7 +166,9 @@ def stage(name: str, args, sizes: dict, tmp: Path) -> dict:
     if name == "cli":
         gpus = torch.cuda.device_count() if not args.dry_run else 2
         runs = [cli_stage(n, device, sizes, timeout, tmp) for n in (1, 2) if n <= gpus]
-        return {"runs": runs, "gpus_visible": gpus}
+        probes = [probe_stage(n, device, sizes, timeout, tmp) for n in (1, 2)
+                  if n <= gpus and runs[0]["rc"] == 0]
+        return {"runs": runs, "probes": probes, "gpus_visible": gpus}
     if not args.duo:
         return {"skipped": "no --duo PATH given"}
     return script_stage("peer_duo", [*sizes["peer"], "--duo", args.duo], device, timeout, tmp)

@@ -155,4 +155,7 @@ def test_gpu_script_dry_run(tmp_path):
     assert {r["probe"] for r in stages["probes"]["result"]["probes"]} >= {"entropy", "generate"}
     cli = stages["cli"]["runs"]
     assert [r["processes"] for r in cli] == [1, 2] and all(r["tokens_per_s_median"] > 0 for r in cli)
+    probes = stages["cli"]["probes"]
+    assert [r["processes"] for r in probes] == [1, 2] and all(r["rc"] == 0 for r in probes)
+    assert probes[0]["rows_sha256"] == probes[1]["rows_sha256"]      # same items on 1 and 2
     assert "skipped" in stages["peer"]

@@ -177,7 +177,8 @@ def test_a_store_refuses_work_of_other_settings(tmp_path):
     _result("entropy", run, 256, store=store)
     with pytest.raises(UserError, match="other settings"):
         _result("entropy", run, 256, seed=5, store=store)
-    fresh = _result("entropy", run, 256, seed=5, store=store, replace=True)
+    fresh = _result("entropy", run, 256, seed=5,
+                    store=items.Store(run.directory, "entropy", replace=True))
     assert _same(fresh.rows, _result("entropy", run, 256, seed=5).rows)
 
 

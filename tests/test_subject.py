@@ -216,3 +216,32 @@ def test_special_token_strings_in_member_files_stay_text():
     ids, _ = _token_lists(["a <|endoftext|> b"], gpt, special_ids(gpt), None, False, "members")
     body = ids[0][1:-1] if special_ids(gpt).bos is not None else ids[0]
     assert eot not in body and len(body) > 3
+
+
+def test_a_device_map_places_a_transformers_model_and_keeps_its_logits(tmp_path, monkeypatch):
+    """--device-map hands the placement to transformers/accelerate (here every layer lands on
+    the CPU); inputs go to the first layer, logits come back to the probe's device."""
+    from attractor.adapters.subject import SubjectConfig, load_subject
+
+    model = _tiny_masked_lm(tmp_path / "mlm").eval()
+    members = _texts(tmp_path / "m.txt", 4, 1)
+    run = load_subject(SubjectConfig(model=str(tmp_path / "mlm"), members=str(members),
+                                     device_map="auto"), tmp_path / "out", device="cpu")
+    assert run.source["device_map"] == "auto" and run.source["placement"] == ["cpu"]
+    z = torch.randint(0, 45, (2, 7))
+    with torch.no_grad():
+        torch.testing.assert_close(run.model(z, torch.zeros(2)), model(input_ids=z).logits,
+                                   atol=1e-5, rtol=1e-5)
+    monkeypatch.setitem(__import__("sys").modules, "accelerate", None)     # not installed
+    with pytest.raises(Exception, match="needs the accelerate package"):
+        load_subject(SubjectConfig(model=str(tmp_path / "mlm"), members=str(members),
+                                   device_map="auto"), tmp_path / "out", device="cpu")
+
+
+@pytest.mark.slow
+def test_a_device_map_is_refused_for_models_that_load_on_one_device(memorised, capsys):
+    err = _error(["probe", "entropy", "--model", str(memorised / "export"), "--members",
+                  str(memorised / "members.txt"), "--device-map", "auto", "--out",
+                  str(memorised / "mapped")], capsys)
+    assert "--device-map places transformers models" in err
+    assert not (memorised / "mapped" / "probes").exists()

@@ -28,7 +28,8 @@ class MaskedLMDenoiser(torch.nn.Module):
         self.model, self.shifted = model, shifted
 
     def forward(self, zt: torch.Tensor) -> torch.Tensor:
-        logits = self.model(input_ids=zt).logits
+        first = self.model.get_input_embeddings().weight.device     # layers may span devices
+        logits = self.model(input_ids=zt.to(first)).logits.to(zt.device)
         if self.shifted:                  # logits[i] predicted token i + 1: move them to i + 1
             logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
         return logits
@@ -45,9 +46,16 @@ def _transformers():
     return transformers
 
 
-def _model(path: Path, trust: bool) -> torch.nn.Module:
+def _model(path: Path, trust: bool, device_map: str | None = None) -> torch.nn.Module:
     tf = _transformers()
     kwargs = {"local_files_only": True, "trust_remote_code": trust}
+    if device_map is not None:
+        try:
+            import accelerate  # noqa: F401 - transformers needs it for a device map
+        except ImportError:
+            raise UserError("--device-map needs the accelerate package: pip install "
+                            "accelerate") from None
+        kwargs["device_map"] = device_map
     errors = []
     for auto in (tf.AutoModelForMaskedLM, tf.AutoModel):
         try:
@@ -87,7 +95,7 @@ def load_masked_lm(path: Path, cfg) -> LoadedModel:
     if "auto_map" in config and not cfg.trust_remote_code:
         raise UserError(f"{path} ships its own model code (auto_map in config.json); attractor "
                         "runs it only with --trust-remote-code")
-    model = _model(path, cfg.trust_remote_code).eval()
+    model = _model(path, cfg.trust_remote_code, cfg.device_map).eval()
     tokenizer = _tokenizer(path, cfg.tokenizer)
     special = special_ids(tokenizer, pad=cfg.pad_id, bos=cfg.bos_id, eos=cfg.eos_id,
                           mask=cfg.mask_id if cfg.mask_id is not None
@@ -100,4 +108,5 @@ def load_masked_lm(path: Path, cfg) -> LoadedModel:
                        {"adapter": "transformers", "path": str(path),
                         "architectures": config.get("architectures"),
                         "model_type": config.get("model_type"),
-                        "shifted_logits": cfg.shifted_logits})
+                        "shifted_logits": cfg.shifted_logits, "device_map": cfg.device_map,
+                        "placement": sorted({str(p.device) for p in model.parameters()})})

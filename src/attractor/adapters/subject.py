@@ -50,10 +50,15 @@ class SubjectConfig:
                                    "(Dream-style); shift them back")
     trust_remote_code: bool = setting(False, help="transformers: allow the model's own Python "
                                       "code to run (custom architectures such as LLaDA)")
+    device_map: str | None = setting(None, help="transformers: spread a model that does not "
+                                     "fit on one GPU over the visible ones (auto | balanced | "
+                                     "sequential; needs the accelerate package)")
 
     def __post_init__(self) -> None:
         check(self.layout in ("auto", "export", "dit", "transformers"), "layout",
               f"is {self.layout!r}; use auto, export, dit or transformers")
+        check(self.device_map in (None, "auto", "balanced", "sequential"), "device_map",
+              f"is {self.device_map!r}; use auto, balanced or sequential")
         check(self.weights in (None, "ema", "model"), "weights", "must be ema or model")
         check(self.limit >= 0, "limit", "must be >= 0")
         check(self.length is None or self.length >= 2, "length", "must be at least 2")
@@ -110,6 +115,12 @@ def _pool(members: list[list[int]], nonmembers: list[list[int]], L: int, pad: in
     return seqs, mask, is_member.nonzero().squeeze(-1), (~is_member).nonzero().squeeze(-1)
 
 
+def _placed(module: torch.nn.Module, device: torch.device, device_map: str | None):
+    """The module on ``device``, or left where a device map put its layers (its inputs are
+    moved to its first layer and its logits back to ``device`` by the adapter)."""
+    return (module if device_map else module.to(device)).eval()
+
+
 def load_subject(cfg: SubjectConfig, out: str | Path, device: str = "auto",
                  precision: str = "fp32"):
     """The model of ``cfg.model`` and its sequences, as a :class:`attractor.run.Run` writing to
@@ -123,6 +134,8 @@ def load_subject(cfg: SubjectConfig, out: str | Path, device: str = "auto",
     require(cfg.members or cfg.nonmembers, "give the sequences to probe: --members and/or "
                                            "--nonmembers")
     loaded = load_model(cfg)
+    require(cfg.device_map is None or loaded.source.get("adapter") == "transformers",
+            "--device-map places transformers models; this model loads on one device")
     texts = {k: read_texts(v, cfg) if v else [] for k, v in
              (("members", cfg.members), ("non-members", cfg.nonmembers))}
     length = cfg.length or loaded.max_length
@@ -141,7 +154,7 @@ def load_subject(cfg: SubjectConfig, out: str | Path, device: str = "auto",
                       fingerprint=fingerprint(seqs, mask))
     out = Path(out)
     return Run(directory=out, config=None, vocab_size=loaded.vocab_size,
-               model=loaded.sigma_module().to(dev).eval(), tokenizer=loaded.tokenizer,
+               model=_placed(loaded.sigma_module(), dev, cfg.device_map), tokenizer=loaded.tokenizer,
                dataset=dataset, train_ids=members, test_ids=nonmembers,
                schedule=loaded.schedule, step=None, device=dev, precision=precision,
                family=loaded.family, mask_id=loaded.special.mask,

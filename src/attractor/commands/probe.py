@@ -137,9 +137,9 @@ def _probe(args: argparse.Namespace, names: list[str], configs: dict, device: st
             "sequences, so no probe is defined; check its weights or use --precision fp32")
     world, paths = World(*place), []
     for name in names:
-        store = Store(run.directory, name)
+        store = Store(run.directory, name, replace=args.overwrite)
         result = run_probe(name, run, configs[name], torch.Generator().manual_seed(args.seed),
-                           not args.no_progress, store, world, replace=args.overwrite)
+                           not args.no_progress, store, world)
         if world.rank == 0:
             paths.append(write_probe(run, name, result, args.overwrite))
             store.discard()                 # its rows are in <name>.jsonl now

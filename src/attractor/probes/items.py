@@ -79,9 +79,10 @@ def fingerprint(name: str, config, keys: list[int], run) -> str:
 class Store:
     """The shards of one probe's unfinished work: ``DIR/probes/partial/<name>/``."""
 
-    def __init__(self, directory: str | Path, name: str):
+    def __init__(self, directory: str | Path, name: str, replace: bool = False):
         self.name = name
         self.path = Path(directory) / "probes" / "partial" / name
+        self.replace = replace          # discard work of other settings instead of refusing
 
     def exists(self) -> bool:
         return self.path.is_dir()
@@ -94,12 +95,12 @@ class Store:
         except OSError:                 # missing, or another probe's work is still there
             pass
 
-    def open(self, mark: str, world: World, replace: bool = False) -> None:
+    def open(self, mark: str, world: World) -> None:
         """Rank 0 writes the plan's fingerprint where there is none (or, with ``replace``,
         discards work of another plan first); then every rank checks it against the saved one.
         Work with other settings is refused, never mixed."""
         plan_file = self.path / "plan.json"
-        if world.rank == 0 and replace and plan_file.is_file() and \
+        if world.rank == 0 and self.replace and plan_file.is_file() and \
                 artifacts.shard_plan(plan_file)["fingerprint"] != mark:
             self.discard()
         if world.rank == 0 and not plan_file.is_file():
@@ -208,8 +209,7 @@ def _timing(done: dict, finish_s: float, items: int) -> common.Timing:
 
 
 def execute(name: str, probe, run, config, generator: torch.Generator, progress: bool = True,
-            store: Store | None = None, world: World = World(),
-            replace: bool = False) -> common.ProbeResult | None:
+            store: Store | None = None, world: World = World()) -> common.ProbeResult | None:
     """Run probe ``name``: plan, compute this rank's share of the items not yet done, and on
     rank 0 merge every item's record and finish (other ranks return None).
 
@@ -219,7 +219,7 @@ def execute(name: str, probe, run, config, generator: torch.Generator, progress:
     rng = common.numpy_generator(generator)                 # the same on every rank
     size = len(plan.keys)
     if store is not None:
-        store.open(fingerprint(name, config, plan.keys, run), world, replace)
+        store.open(fingerprint(name, config, plan.keys, run), world)
     done = store.done() if store is not None else {}
     world.barrier()                     # every rank has read the same shards before any writes
     pending = _pending(size, plan.chunk, done)

@@ -79,13 +79,12 @@ def commands() -> dict[str, dict[str, str]]:
 
 
 def run_probe(name: str, run, config, generator: torch.Generator, progress: bool = True,
-              store: items.Store | None = None, world: items.World = items.World(),
-              replace: bool = False) -> ProbeResult | None:
+              store: items.Store | None = None, world: items.World = items.World()
+              ) -> ProbeResult | None:
     """Run probe ``name`` with ``config`` on a loaded run: in memory, or keeping its finished
-    items in ``store`` (resumable; required when ``world`` has several processes; ``replace``
-    discards unfinished work made with other settings instead of refusing). Returns the result
-    on rank 0, None on the other ranks."""
+    items in ``store`` (resumable; required when ``world`` has several processes). Returns the
+    result on rank 0, None on the other ranks."""
     probe = PROBES[name]
     assert isinstance(config, probe.config), f"{name} takes a {probe.config.__name__}"
     assert store is not None or world.size == 1, "a distributed probe needs a store"
-    return items.execute(name, probe, run, config, generator, progress, store, world, replace)
+    return items.execute(name, probe, run, config, generator, progress, store, world)

@@ -159,9 +159,8 @@ def _probe_run(out: Path, cfg: SweepConfig, planned: PlannedRun, todo: list[str]
         return {"diverged": True}
     for name in todo:
         gen = torch.Generator().manual_seed(derive_seed(planned.seed, planned.name, name))
-        store = Store(run_dir, name)
-        result = run_probe(name, run, cfg.probes[name], gen, progress, store,
-                           World(rank, world), replace=True)
+        store = Store(run_dir, name, replace=True)     # settings come from sweep.json
+        result = run_probe(name, run, cfg.probes[name], gen, progress, store, World(rank, world))
         if rank == 0:
             write_probe(run, name, result, overwrite=True)   # only missing probes reach here
             store.discard()
