@@ -68,7 +68,7 @@ def _print(name: str, data: dict) -> None:
             print("    " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                      for k, v in row.items()))
     t = data["timing"]
-    print(f"  {t['sequences_per_s']:.1f} sequences/s, {100 * t['forward_fraction']:.0f}% of "
+    print(f"  {t['sequences_per_s']:.1f} items/s, {100 * t['forward_fraction']:.0f}% of "
           f"{t['wall_s']:.1f} s in forward passes")
 
 

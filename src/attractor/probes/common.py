@@ -1,10 +1,11 @@
 """What the probes share: their common settings and result type, choosing sequences, batching,
-timing, generators and histograms.
+timing, the bootstrap generator and histograms.
 
-Probes batch over sequences AND noise levels: a (N * levels, L) batch is cut into chunks of at
-most ``max_batch`` rows (fewer when two float32 copies of a chunk's logits would exceed a memory
-budget) and each chunk is one reverse process. :class:`TimedDenoiser` measures the share of wall
-time spent in the denoiser's forward passes, which every probe reports.
+Probes batch over sequences AND noise levels: their work items (:mod:`attractor.probes.items`)
+are cut into chunks of at most ``max_batch`` rows (fewer when two float32 copies of a chunk's
+logits would exceed a memory budget) and each chunk is one reverse process.
+:class:`TimedDenoiser` measures the share of wall time spent in the denoiser's forward passes,
+which every probe reports.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from attractor.config import check, setting, to_dict
 
@@ -84,7 +84,7 @@ class Timing:
     wall_s: float
     forward_s: float
     forward_calls: int
-    sequences: int                      # reverse processes (or entropy evaluations) run
+    sequences: int                      # work items: sequence x level rows, samples, references
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -115,24 +115,11 @@ class TimedDenoiser:
         self.calls += 1
         return out
 
-    def timing(self, wall_s: float, sequences: int) -> Timing:
-        return Timing(wall_s=wall_s, forward_s=self.seconds, forward_calls=self.calls,
-                      sequences=sequences)
-
 
 def numpy_generator(generator: torch.Generator) -> np.random.Generator:
     """A numpy generator seeded by one draw from ``generator`` (for bootstrap resampling)."""
     seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
     return np.random.default_rng(seed)
-
-
-def device_generator(generator: torch.Generator, device: torch.device | str) -> torch.Generator:
-    """``generator`` itself when it lives on ``device``, else a new one there seeded from it."""
-    device = torch.device(device)
-    if generator.device.type == device.type:
-        return generator
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
-    return torch.Generator(device=device).manual_seed(seed)
 
 
 def pick_sequences(run, num: int, generator: torch.Generator) -> dict:
@@ -147,12 +134,6 @@ def pick_sequences(run, num: int, generator: torch.Generator) -> dict:
         chosen = ids[order]
         out[name] = (chosen, run.dataset.sequences[chosen], run.dataset.loss_mask[chosen])
     return out
-
-
-def progress_items(items: dict, enabled: bool, desc: str):
-    """``items.items()`` with a progress bar on stderr."""
-    return tqdm(list(items.items()), desc=desc, disable=not enabled, unit="split",
-                dynamic_ncols=True)
 
 
 def histograms(groups: dict, bins: int = 40, lo: float | None = None,

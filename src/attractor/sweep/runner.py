@@ -7,9 +7,11 @@ SWEEP_DIR/
     analysis/           written after the runs, from their files (attractor.analysis)
     report.html         rendered from those files by ``attractor report``
 
-A finished run (summary.json at the final step) is never trained again and a probe whose JSON
-and rows load intact is never recomputed (a damaged one is), so a sweep killed at any moment and
-started again only does what is missing. Each run can also be dispatched alone (``--only
+A finished run (summary.json at the final step) is never trained again, a probe whose JSON
+and rows load intact is never recomputed (a damaged one is) and an unfinished probe keeps its
+finished items (:mod:`attractor.probes.items`), so a sweep killed at any moment and started
+again only does what is missing. Under ``torchrun`` the ranks train a run data-parallel and then
+share out its probes' items. Each run can also be dispatched alone (``--only
 NAME``), e.g. as a Slurm array task.
 
 Locks (:mod:`attractor.lock`): a whole sweep holds SWEEP_DIR exclusively; sweeps of ``--only``
