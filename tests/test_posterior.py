@@ -98,3 +98,20 @@ def test_posterior_step_reads_bf16_logits_as_their_float32_values(greedy, monkey
     monkeypatch.setattr(softmax_rows, "CHUNK_BYTES", 7 * 301 * 4)          # 7 rows: short last
     out = posterior_step(logits, zt, a_t, a_s, torch.Generator().manual_seed(0), greedy)
     assert torch.equal(out, ref)
+
+
+def test_keyed_streams_draw_from_the_same_posterior(gen):
+    """The probes' per-row streams (attractor.streams) sample eq. (2) as a generator does."""
+    from attractor.sampler import posterior_step
+    from attractor.streams import RowStreams, item_key
+
+    K, B, L = 5, 200, 200
+    logits = torch.randn(1, 1, K, generator=gen)
+    log_x = torch.log_softmax(logits, -1).expand(B, L, K)
+    zt = torch.full((B, L), 2)
+    a_t, a_s = torch.tensor([0.3]), torch.tensor([0.5])
+    exact = posterior(log_x[:1, :1].double().exp(), zt[:1, :1], a_t, a_s)[0, 0]
+    draws = posterior_step(log_x, zt, a_t, a_s, RowStreams([item_key(7, b) for b in range(B)]))
+    freq = torch.bincount(draws.flatten(), minlength=K).double() / (B * L)
+    stderr = (exact * (1 - exact) / (B * L)).sqrt()
+    assert bool(((freq - exact).abs() <= 5 * stderr + 1e-12).all()), (freq, exact)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from _planted import planted_run, random_sequences
 
-from attractor import streams
+from attractor import artifacts, streams
 from attractor.config import from_dict
 from attractor.model.configs import get_model_config
 from attractor.probes import items
@@ -190,10 +190,44 @@ def test_running_out_of_memory_halves_the_batch_and_changes_nothing(tmp_path):
 
     def small_memory(run, config, plan, chosen, denoiser):
         if len(chosen) > 5:
-            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
         return probe.compute(run, config, plan, chosen, denoiser)
 
     result = items.execute(name, dataclasses.replace(probe, compute=small_memory), run,
                            _config(name, 256), torch.Generator().manual_seed(0), False)
     assert _close(result.rows, reference.rows) and _close(result.summary, reference.summary)
     assert result.notes["batch"] == {"planned": 256, "used": 4, "processes": 1}   # 256 / 2**6
+
+
+def test_keys_that_agree_in_their_low_32_bits_get_different_streams():
+    """Every bit of a key seeds its stream (torch's CPU generator keeps only 32)."""
+    a, b = streams.RowStreams([5]), streams.RowStreams([5 + 2**40])
+    assert not torch.equal(a.uniform(8), b.uniform(8))
+    assert streams.item_key(7) != streams.item_key(7, 0)
+
+
+def test_a_whole_last_line_that_lost_its_newline_is_kept(tmp_path):
+    run = _run(tmp_path, "uniform")
+    name = "entropy"
+    store = items.Store(run.directory, name)
+    _result(name, run, 256, store=store)
+    shard = store.path / "rank-0.jsonl"
+    shard.write_bytes(shard.read_bytes().rstrip(b"\n"))          # one whole chunk, no newline
+    items._drop_torn_tail(shard)
+    assert shard.read_bytes().endswith(b"}\n") and len(artifacts.probe_shard(shard)) == 1
+
+
+def test_damaged_shards_are_one_line_and_overwrite_discards_them(tmp_path):
+    from attractor.errors import UserError
+
+    run = _run(tmp_path, "uniform")
+    name = "recovery_stochastic"
+    store = items.Store(run.directory, name)
+    _result(name, run, 4, store=store)
+    shard = store.path / "rank-0.jsonl"
+    lines = shard.read_bytes().split(b"\n")
+    shard.write_bytes(b"\n".join([lines[0], b"{not json", *lines[1:]]))
+    with pytest.raises(UserError, match="pass --overwrite to discard"):
+        _result(name, run, 4, store=store)
+    fresh = _result(name, run, 4, store=items.Store(run.directory, name, replace=True))
+    assert _same(fresh.rows, _result(name, run, 4).rows)

@@ -47,7 +47,7 @@ def _shared_row(logits: torch.Tensor) -> torch.Tensor | None:
     """The one row of logits broadcast to every position (an ``expand``: every leading stride
     0, e.g. a denoiser that ignores its input), as a (K,) view; None for ordinary logits. Its
     statistics are computed once instead of on a B x L x K copy."""
-    if logits.dim() < 2 or any(s != 0 for s in logits.stride()[:-1]):
+    if logits.dim() < 2 or logits.numel() == 0 or any(s != 0 for s in logits.stride()[:-1]):
         return None
     return logits[(0,) * (logits.dim() - 1)]
 
@@ -103,7 +103,7 @@ def _shared_row_stats(row: torch.Tensor, index: torch.Tensor) -> RowStats:
     """:func:`row_stats` of one (K,) row shared by every position, at ids ``index`` (...)."""
     row = row.to(torch.float64)
     top = row.topk(min(2, row.numel()))
-    second = top.values[-1]
+    second = top.values[1] if row.numel() > 1 else row.new_tensor(float("-inf"))
     log_z = torch.logsumexp(row, dim=0).expand(index.shape)
     other = torch.where(index == top.indices[0], second, top.values[0])
     return RowStats(log_z, row[index], other)

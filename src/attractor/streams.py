@@ -29,8 +29,9 @@ KEY_BITS = 63
 
 
 def item_key(*parts: int) -> int:
-    """A 63-bit stream key mixed from integers (seed, probe, identity of the item, ...)."""
-    words = [int(p) % 2**64 for p in parts]
+    """A 63-bit stream key mixed from integers (seed, probe, identity of the item, ...); the
+    number of parts is mixed in too, so (k,) and (k, 0) differ."""
+    words = [len(parts), *(int(p) % 2**64 for p in parts)]
     state = np.random.SeedSequence(words).generate_state(1, dtype=np.uint64)
     return int(state[0]) >> (64 - KEY_BITS)
 
@@ -47,7 +48,9 @@ def name_key(name: str) -> int:
 
 
 class RowStreams:
-    """One random stream per row of a batch, each a CPU ``torch.Generator`` seeded by its key.
+    """One random stream per row of a batch, each a numpy PCG64 generator seeded by all 63 bits
+    of its key (torch's CPU generator would keep only 32 of them: two items in 2**32 would share
+    a stream, a collision likely among 10**5 items).
 
     Numbers are drawn on the CPU in float64 and moved to ``device``, so a stream is the same on
     every device. A row's stream is the concatenation of its generator's draws of ``BLOCK`` (or
@@ -57,7 +60,7 @@ class RowStreams:
     def __init__(self, keys, device: torch.device | str = "cpu"):
         self.keys = [int(k) for k in keys]
         self.device = torch.device(device)
-        self._generators = [torch.Generator().manual_seed(k) for k in self.keys]
+        self._generators = [np.random.Generator(np.random.PCG64(k)) for k in self.keys]
         self._buffer = torch.empty((len(self.keys), 0), dtype=torch.float64)
         self._pos = 0
 
@@ -67,8 +70,9 @@ class RowStreams:
     def _refill(self, n: int) -> None:
         rest = self._buffer[:, self._pos:]
         size = max(n - rest.shape[1], BLOCK)
-        fresh = [torch.rand(size, generator=g, dtype=torch.float64) for g in self._generators]
-        fresh = torch.stack(fresh) if fresh else torch.empty((0, size), dtype=torch.float64)
+        fresh = np.stack([g.random(size) for g in self._generators]) if self._generators \
+            else np.empty((0, size))
+        fresh = torch.from_numpy(fresh)                                     # float64
         self._buffer, self._pos = torch.cat([rest, fresh], dim=1), 0
 
     def uniform(self, n: int) -> torch.Tensor:

@@ -69,8 +69,10 @@ def current_world() -> World:
 def fingerprint(name: str, config, keys: list[int], run) -> str:
     """What must match for shards to be merged: the probe, its settings, its items' keys (seed
     and sequences), and the checkpoint or model probed."""
+    source = {k: v for k, v in (run.source or {}).items()       # not where files or layers
+              if k not in ("members", "nonmembers", "placement")}   # are: their contents count
     text = json.dumps({"probe": name, "config": to_dict(config), "step": run.step,
-                       "source": run.source, "precision": run.precision,
+                       "source": source, "precision": run.precision,
                        "keys": hashlib.sha256(json.dumps(keys).encode()).hexdigest()},
                       sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
@@ -97,28 +99,43 @@ class Store:
 
     def open(self, mark: str, world: World) -> None:
         """Rank 0 writes the plan's fingerprint where there is none (or, with ``replace``,
-        discards work of another plan first); then every rank checks it against the saved one.
-        Work with other settings is refused, never mixed."""
+        first discards work of another plan or damaged work); then every rank checks it against
+        the saved one. Work with other settings is refused, never mixed."""
         plan_file = self.path / "plan.json"
-        if world.rank == 0 and self.replace and plan_file.is_file() and \
-                artifacts.shard_plan(plan_file)["fingerprint"] != mark:
+        if world.rank == 0 and self.replace and self.exists() and not self._intact(mark):
             self.discard()
         if world.rank == 0 and not plan_file.is_file():
             make_dir(self.path)
             write_json(plan_file, {"kind": "probe-shards", "probe": self.name,
                                    "fingerprint": mark})
         world.barrier()
-        saved = artifacts.shard_plan(plan_file)
-        if saved["fingerprint"] != mark:
+        if self._read(lambda: artifacts.shard_plan(plan_file))["fingerprint"] != mark:
             raise UserError(f"{self.path} holds unfinished work of probe {self.name} with other "
                             "settings, seed or checkpoint; run it again with those to finish "
                             "it, or pass --overwrite to discard it")
+
+    def _intact(self, mark: str) -> bool:
+        """Whether the saved work is of this plan and every shard loads."""
+        try:
+            if artifacts.shard_plan(self.path / "plan.json")["fingerprint"] != mark:
+                return False
+            for shard in self.path.glob("rank-*.jsonl"):
+                artifacts.probe_shard(shard)
+        except UserError:
+            return False
+        return True
+
+    def _read(self, load):
+        try:
+            return load()
+        except UserError as err:
+            raise UserError(f"{err}; pass --overwrite to discard {self.path}") from None
 
     def done(self) -> dict[int, tuple[dict, dict]]:
         """item -> (record, timing of its chunk, counted once per chunk) over every shard."""
         out: dict[int, tuple[dict, dict]] = {}
         for shard in sorted(self.path.glob("rank-*.jsonl")):
-            for line in artifacts.probe_shard(shard):
+            for line in self._read(lambda: artifacts.probe_shard(shard)):
                 timing = {k: line[k] for k in ("wall_s", "forward_s", "forward_calls")}
                 for j, (item, record) in enumerate(zip(line["items"], line["records"])):
                     out[item] = (record, timing if j == 0 else {})
@@ -134,14 +151,26 @@ class Store:
 
 
 def _drop_torn_tail(path: Path) -> None:
-    """Cut a last line that a killed process left without its newline (only this rank's shard
-    is ever appended to, so no one else is writing it)."""
+    """End a shard that a killed process left without a final newline: a last line cut short
+    is dropped, a whole one (only its newline lost) kept. Only this rank's shard is ever
+    appended to, so no one else is writing it."""
     if not path.is_file():
         return
     data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with open(path, "r+b") as f:
-            f.truncate(data.rfind(b"\n") + 1)
+    if not data or data.endswith(b"\n"):
+        return
+    cut = data.rfind(b"\n") + 1
+    try:
+        json.loads(data[cut:].decode("utf-8"))
+        whole = True
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        whole = False
+    with open(path, "r+b") as f:
+        if whole:
+            f.seek(0, os.SEEK_END)
+            f.write(b"\n")
+        else:
+            f.truncate(cut)
 
 
 def _progress(name: str, total: int, done: int, world: World, enabled: bool) -> tqdm:
@@ -162,7 +191,7 @@ def _compute(probe, run, config, plan, items: list[int], size: list[int]) -> tup
         start = time.perf_counter()
         try:
             records += probe.compute(run, config, plan, piece, denoiser)
-        except torch.OutOfMemoryError:
+        except torch.cuda.OutOfMemoryError:     # torch.OutOfMemoryError from torch 2.5 on
             if size[0] == 1:
                 raise UserError("the accelerator ran out of memory on a single item; use a "
                                 "smaller model, --precision bf16 or another device") from None

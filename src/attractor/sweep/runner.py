@@ -151,6 +151,7 @@ def _probe_run(out: Path, cfg: SweepConfig, planned: PlannedRun, todo: list[str]
     from attractor.run import load_run
 
     rank, world, device = join_process_group(resolve_device(cfg.train.device))
+    World(rank, world).barrier()        # rank 0 has written the final checkpoint and summary
     run_dir = out / "runs" / planned.name
     run = load_run(run_dir, device=str(device), cache_dir=out / "cache",
                    precision=cfg.probe_precision)
