@@ -291,8 +291,18 @@ def _checkout_commit(duo: Path) -> str | None:
     return done.stdout.strip() or None
 
 
+def _peaks(device: str) -> dict:
+    """GFLOP/s of 2048^3 products in bf16 and fp32 (``train_throughput.matmul_peak``)."""
+    from train_throughput import matmul_peak
+
+    return {name: matmul_peak(dtype, 2048, 2.0, device) / 1e9
+            for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32))}
+
+
 def compare(args) -> dict:
-    """``args.rounds`` rounds, each side once per round, the order alternating."""
+    """``args.rounds`` rounds, each side once per round, the order alternating; the matmul
+    peaks of the machine measured before and after them."""
+    peaks = [_peaks(args.device)]
     rounds = []
     for r in range(args.rounds):
         order = ("duo", "attractor") if r % 2 == 0 else ("attractor", "duo")
@@ -304,6 +314,8 @@ def compare(args) -> dict:
                for s in ("duo", "attractor")}
     summary["attractor_over_duo"] = (summary["attractor_tokens_per_s_median"]
                                      / summary["duo_tokens_per_s_median"])
+    peaks.append(_peaks(args.device))
+    summary["matmul_peak_gflops"] = {k: max(p[k] for p in peaks) for k in peaks[0]}
     duo = Path(args.duo).expanduser()
     return {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                         "torch": torch.__version__, "threads": torch.get_num_threads(),
