@@ -65,17 +65,22 @@ def test_forward_masking_rate_and_exact_counts(gen):
     assert bool((exact[~allowed] == x0[~allowed]).all())
 
 
-def test_one_ancestral_step_unmasks_at_the_posterior_rate_from_x_theta(gen):
+@pytest.mark.parametrize("keyed", [False, True])
+def test_one_ancestral_step_unmasks_at_the_posterior_rate_from_x_theta(gen, keyed):
+    """From a generator, and from the probes' per-row streams (attractor.streams)."""
+    from attractor.streams import RowStreams, item_key
+
     probs = torch.tensor([0.5, 0.25, 0.125, 0.125, 0.0, 0.0], dtype=torch.float64)
     logits = torch.cat([probs.log(), torch.tensor([5.0], dtype=torch.float64)]).float()
 
     def denoiser(zt, sigma):          # the mask logit is large: SUBS must ignore it
         return logits.expand(*zt.shape, K + 1)
 
-    zt = torch.full((4000, 25), MASK)
-    t, s = torch.full((4000,), 0.8, dtype=torch.float64), torch.full((4000,), 0.7,
-                                                                       dtype=torch.float64)
-    z = masked.unmask_step(denoiser, zt, t, s, SCHEDULE, MASK, gen)
+    B, L = (500, 200) if keyed else (4000, 25)
+    zt = torch.full((B, L), MASK)
+    t, s = torch.full((B,), 0.8, dtype=torch.float64), torch.full((B,), 0.7, dtype=torch.float64)
+    source = RowStreams([item_key(3, b) for b in range(B)]) if keyed else gen
+    z = masked.unmask_step(denoiser, zt, t, s, SCHEDULE, MASK, source)
     a_t, a_s = float(SCHEDULE.alpha(t[0])), float(SCHEDULE.alpha(s[0]))
     expected = (a_s - a_t) / (1 - a_t)
     rate = float((z != MASK).double().mean())
@@ -116,26 +121,3 @@ def test_leave_one_out_masks_one_real_position_at_a_time():
     assert torch.allclose(log_p[0, :3], torch.full((3,), -math.log(K), dtype=torch.float64))
     assert h[0, 3] == 0 and log_p[0, 3] == 0
 
-
-def test_keyed_streams_unmask_at_the_posterior_rate():
-    """The probes' per-row streams (attractor.streams) unmask and draw as a generator does."""
-    from attractor.streams import RowStreams, item_key
-
-    probs = torch.tensor([0.5, 0.25, 0.125, 0.125, 0.0, 0.0], dtype=torch.float64)
-    logits = torch.cat([probs.log(), torch.tensor([5.0], dtype=torch.float64)]).float()
-
-    def denoiser(zt, sigma):
-        return logits.expand(*zt.shape, K + 1)
-
-    B, L = 500, 100
-    zt = torch.full((B, L), MASK)
-    t, s = torch.full((B,), 0.8, dtype=torch.float64), torch.full((B,), 0.7, dtype=torch.float64)
-    z = masked.unmask_step(denoiser, zt, t, s, SCHEDULE, MASK,
-                           RowStreams([item_key(3, b) for b in range(B)]))
-    a_t, a_s = float(SCHEDULE.alpha(t[0])), float(SCHEDULE.alpha(s[0]))
-    expected = (a_s - a_t) / (1 - a_t)
-    rate = float((z != MASK).double().mean())
-    assert rate == pytest.approx(expected, abs=4 * math.sqrt(expected * (1 - expected) / z.numel()))
-    drawn = z[z != MASK]
-    freq = torch.bincount(drawn, minlength=K + 1)[:K].double() / len(drawn)
-    torch.testing.assert_close(freq, probs, atol=0.02, rtol=0)

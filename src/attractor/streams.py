@@ -29,7 +29,7 @@ KEY_BITS = 63
 
 
 def item_key(*parts: int) -> int:
-    """A 63-bit stream key mixed from integers (seed, probe, identity of the item, ...); the
+    """A 63-bit stream key mixed from integers (the probe's seed draw, the item's identity); the
     number of parts is mixed in too, so (k,) and (k, 0) differ."""
     words = [len(parts), *(int(p) % 2**64 for p in parts)]
     state = np.random.SeedSequence(words).generate_state(1, dtype=np.uint64)
@@ -40,11 +40,6 @@ def digest(tokens: torch.Tensor) -> int:
     """A 63-bit identity of a token sequence (any shape of ids; hashed as int64)."""
     data = tokens.detach().to(torch.int64).cpu().contiguous().numpy().tobytes()
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little") >> 1
-
-
-def name_key(name: str) -> int:
-    """A 63-bit key for a name (a probe, a purpose), so that streams of two probes differ."""
-    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little") >> 1
 
 
 class RowStreams:

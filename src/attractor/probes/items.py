@@ -57,15 +57,6 @@ class World:
             dist.barrier()
 
 
-def current_world() -> World:
-    """The world of an initialised ``torch.distributed`` process group, else one process."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return World(dist.get_rank(), dist.get_world_size())
-    return World()
-
-
 def fingerprint(name: str, config, keys: list[int], run) -> str:
     """What must match for shards to be merged: the probe, its settings, its items' keys (seed
     and sequences), and the checkpoint or model probed."""
