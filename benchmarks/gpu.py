@@ -2,7 +2,8 @@
 
 Stages, each in its own process(es), in this order (``--stages`` picks some):
     train    benchmarks/train_throughput.py on one GPU: tiny and small at K = 50,258, bf16 and
-             fp32, losses fused / head-fused / reference, batch 64, L = 128, the configs' dropout
+             fp32, heads auto / logits / recompute and the reference loss, batch 64, L = 128,
+             the configs' dropout
     probes   benchmarks/probe_throughput.py on one GPU (tiny, GPT-2 tokenizer, L = 128)
     cli      ``attractor train`` as users run it (tiny, GPT-2 tokenizer, L = 128, its defaults
              otherwise) on one GPU, and with torchrun on two when more than one is visible (the
@@ -40,7 +41,7 @@ STAGES = ("train", "probes", "cli", "peer")
 # Per-stage sizes of the real run and of the dry run.
 SIZES = {
     False: {"train": ["--configs", "tiny:50258", "small:50258", "--precisions", "bf16", "fp32",
-                      "--losses", "fused", "head-fused", "reference", "--batch", "64",
+                      "--losses", "auto", "logits", "recompute", "reference", "--batch", "64",
                       "--length", "128", "--steps", "10", "--warmup", "3", "--allocators", "glibc"],
             "probes": ["--model", "tiny", "--tokenizer", "gpt2", "--sequences", "32"],
             "cli": ["--model", "tiny", "--tokenizer", "gpt2", "--block-length", "128",
@@ -51,8 +52,8 @@ SIZES = {
             "probe": ["--num-sequences", "64", "--times", "0.1,0.25,0.5", "--reverse-steps",
                       "50"],
             "peer": ["--batch", "64", "--length", "128", "--steps", "10", "--warmup", "3"]},
-    True: {"train": ["--configs", "nano:64", "--precisions", "bf16", "--losses", "fused",
-                     "head-fused", "reference", "--batch", "2", "--length", "8", "--steps", "1",
+    True: {"train": ["--configs", "nano:64", "--precisions", "bf16", "--losses", "auto",
+                     "logits", "recompute", "reference", "--batch", "2", "--length", "8", "--steps", "1",
                      "--warmup", "0", "--peak-size", "64", "--peak-seconds", "0.01",
                      "--allocators", "glibc"],
            "probes": ["--model", "nano", "--tokenizer", "word", "--block-length", "16",

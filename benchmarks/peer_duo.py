@@ -21,7 +21,9 @@ One step on each side, as each trainer takes it: noising, forward pass (bf16 aut
 precision is bf16, as Lightning's ``precision: bf16`` does for Duo and ``--precision auto`` for
 attractor), the loss in float32, backward, gradient clipping at 1.0, AdamW (Duo: torch's default,
 as its configure_optimizers; attractor: fused, as its trainer), EMA update; dropout 0.1 (both
-``tiny`` configs). The two run in separate processes, ``--rounds`` times in alternating order.
+``tiny`` configs). Each side runs in its own process under each allocator asked for
+(``--allocators``), ``--rounds`` times, the order reversed every other round; the summary sets
+attractor's first allocator (by default what `attractor train` does) against Duo's best.
 Writes benchmarks/results/peer_duo.json.
 
     python benchmarks/peer_duo.py --duo ~/src/duo [--batch 32 --length 128 --vocab 50258]
@@ -44,7 +46,7 @@ from pathlib import Path
 import torch
 
 RESULTS = Path(__file__).parent / "results"
-ALLOCATORS = ("glibc", "jemalloc", "jemalloc-nodecay", "tcmalloc")
+ALLOCATORS = ("default", "glibc", "glibc-kept", "jemalloc", "jemalloc-nodecay", "tcmalloc")
 HOW_TO_GET = ("peer_duo.py needs --duo PATH, a local checkout of Duo: "
               "git clone https://github.com/s-sahoo/duo /some/path")
 # Top-level packages Duo's modules import; stubbed only where they are missing or fail to load.
@@ -238,28 +240,40 @@ def measure_attractor(args, device, amp) -> dict:
                         args.steps, args.warmup)
     shape = {k: getattr(cfg, k) for k in ("hidden", "blocks", "heads", "cond_dim", "dropout")}
     params = sum(p.numel() for p in state["model"].parameters())
-    return {**_shape_row("attractor", args, shape, params, step_s, device), "loss": args.loss}
+    return {**_shape_row("attractor", args, shape, params, step_s, device), "loss": args.loss,
+            "malloc": state["allocator"]}
 
 
-def allocators(spec: str) -> dict[str, str]:
-    """``duo=jemalloc,attractor=glibc`` -> {side: allocator}; glibc where a side is not named."""
-    out = {"duo": "glibc", "attractor": "glibc"}
+def allocators(spec: str) -> dict[str, list[str]]:
+    """``duo=jemalloc-nodecay,duo=glibc-kept,attractor=default`` -> {side: [allocators]}, each
+    side's in the order given; ``default`` where a side is not named."""
+    out: dict[str, list[str]] = {"duo": [], "attractor": []}
     for part in filter(None, spec.split(",")):
         side, _, name = part.partition("=")
         if side not in out or name not in ALLOCATORS:
             raise SystemExit(f"--allocators: {part!r} is not SIDE=ALLOCATOR with SIDE duo or "
                              f"attractor and ALLOCATOR one of {', '.join(ALLOCATORS)}")
-        out[side] = name
-    return out
+        out[side].append(name)
+    return {side: names or ["default"] for side, names in out.items()}
 
 
 def child_env(allocator: str) -> dict:
-    """The environment of a child process running with ``allocator``."""
+    """The environment of a child process running with ``allocator``: ``default``, nothing
+    preloaded or set (attractor: what `attractor train` does, glibc keeping freed memory by
+    its own mallopt; Duo: plain glibc); ``glibc``, plain glibc on both sides
+    (ATTRACTOR_MALLOC=system); ``glibc-kept``, glibc keeping freed memory on both sides (the
+    same settings through glibc's environment variables); or a preloaded jemalloc / tcmalloc."""
     from _allocators import find_library, preload_env
 
-    env = dict(os.environ)
-    if allocator == "glibc":
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LD_PRELOAD", "MALLOC_CONF", "ATTRACTOR_MALLOC", "MALLOC_MMAP_MAX_",
+                        "MALLOC_TRIM_THRESHOLD_")}
+    if allocator == "default":
         return env
+    if allocator == "glibc":
+        return {**env, "ATTRACTOR_MALLOC": "system"}
+    if allocator == "glibc-kept":                    # = attractor.device.keep_freed_memory
+        return {**env, "MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1)}
     path = find_library(allocator.split("-")[0])
     if path is None:
         raise SystemExit(f"{allocator} is not installed here (e.g. apt-get install libjemalloc2)")
@@ -268,11 +282,10 @@ def child_env(allocator: str) -> dict:
     return preload_env(path, env)
 
 
-def run_child(args, side: str) -> dict:
+def run_child(args, side: str, allocator: str) -> dict:
     cmd = [sys.executable, __file__, "--one", side, "--duo", str(args.duo), "--loss", args.loss]
     for flag in ("batch", "length", "vocab", "steps", "warmup", "device", "precision"):
         cmd += [f"--{flag}", str(getattr(args, flag))]
-    allocator = allocators(args.allocators)[side]
     done = subprocess.run(cmd, capture_output=True, text=True, env=child_env(allocator))
     if done.returncode:
         raise SystemExit(f"the {side} process failed:\n{done.stderr[-3000:]}")
@@ -299,21 +312,35 @@ def _peaks(device: str) -> dict:
             for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32))}
 
 
+def _summary(rounds: list[dict]) -> dict:
+    """Median tokens/s of every side and allocator; Duo's best allocator against attractor's
+    default (its first)."""
+    medians: dict[str, dict[str, float]] = {"duo": {}, "attractor": {}}
+    for row in (row for r in rounds for row in r["runs"]):
+        medians[row["side"]].setdefault(row["allocator"], []).append(row["tokens_per_s"])
+    medians = {s: {a: _median(v) for a, v in m.items()} for s, m in medians.items()}
+    best = max(medians["duo"], key=medians["duo"].get)
+    ours = next(iter(medians["attractor"]))
+    return {"tokens_per_s_median": medians, "duo_best": best, "attractor_default": ours,
+            "duo_tokens_per_s_median": medians["duo"][best],
+            "attractor_tokens_per_s_median": medians["attractor"][ours],
+            "attractor_over_duo": medians["attractor"][ours] / medians["duo"][best]}
+
+
 def compare(args) -> dict:
-    """``args.rounds`` rounds, each side once per round, the order alternating; the matmul
-    peaks of the machine measured before and after them."""
+    """``args.rounds`` rounds, each (side, allocator) once per round, the order reversed every
+    other round; the matmul peaks of the machine measured before and after them."""
     peaks = [_peaks(args.device)]
+    plan = [(side, a) for side, names in allocators(args.allocators).items() for a in names]
     rounds = []
     for r in range(args.rounds):
-        order = ("duo", "attractor") if r % 2 == 0 else ("attractor", "duo")
-        rows = {side: run_child(args, side) for side in order}
-        rounds.append({"order": list(order), **rows})
-        print(f"round {r + 1}: " + "  ".join(f"{s} {rows[s]['tokens_per_s']:.0f} tok/s"
-                                             for s in order), flush=True)
-    summary = {f"{s}_tokens_per_s_median": _median([r[s]["tokens_per_s"] for r in rounds])
-               for s in ("duo", "attractor")}
-    summary["attractor_over_duo"] = (summary["attractor_tokens_per_s_median"]
-                                     / summary["duo_tokens_per_s_median"])
+        order = plan if r % 2 == 0 else plan[::-1]
+        runs = [run_child(args, side, a) for side, a in order]
+        rounds.append({"runs": runs})
+        print(f"round {r + 1}: " + "  ".join(f"{row['side']} ({row['allocator']}) "
+                                             f"{row['tokens_per_s']:.0f} tok/s" for row in runs),
+              flush=True)
+    summary = _summary(rounds)
     peaks.append(_peaks(args.device))
     summary["matmul_peak_gflops"] = {k: max(p[k] for p in peaks) for k in peaks[0]}
     duo = Path(args.duo).expanduser()
@@ -321,7 +348,8 @@ def compare(args) -> dict:
                         "torch": torch.__version__, "threads": torch.get_num_threads(),
                         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
             "duo": {"checkout": str(duo), "commit": _checkout_commit(duo),
-                    "stubbed": rounds[0]["duo"]["stubbed"]},
+                    "stubbed": next(row["stubbed"] for row in rounds[0]["runs"]
+                                    if row["side"] == "duo")},
             "allocators": allocators(args.allocators),
             "step": "noising, forward, fp32 loss, backward, clip 1.0, AdamW, EMA; dropout 0.1",
             "rounds": rounds, "summary": summary}
@@ -338,11 +366,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
-    parser.add_argument("--loss", default="fused", choices=("fused", "head-fused"),
-                        help="attractor's loss path")
+    parser.add_argument("--loss", default="auto",
+                        choices=("auto", "logits", "fused", "recompute"),
+                        help="attractor's head (auto: what `attractor train` picks)")
     parser.add_argument("--allocators", default="",
-                        help="malloc of each side, e.g. duo=jemalloc-nodecay,attractor=glibc "
-                             f"(one of {', '.join(ALLOCATORS)}; default glibc for both)")
+                        help="malloc of each side, repeatable, e.g. duo=jemalloc-nodecay,"
+                             "duo=glibc-kept,attractor=default (one of "
+                             f"{', '.join(ALLOCATORS)}; default: default; the first attractor "
+                             "entry is the one compared with Duo's best)")
     parser.add_argument("--out", default=str(RESULTS / "peer_duo.json"))
     parser.add_argument("--one", choices=("duo", "attractor"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -366,8 +397,9 @@ def main(argv=None) -> None:
     result = compare(args)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"attractor / Duo tokens per second: {result['summary']['attractor_over_duo']:.2f}; "
-          f"wrote {args.out}")
+    summary = result["summary"]
+    print(f"attractor ({summary['attractor_default']}) / Duo's best ({summary['duo_best']}) "
+          f"tokens per second: {summary['attractor_over_duo']:.2f}; wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,16 @@
 """Where a training step's time goes: phases, matrix products and the largest operators.
 
-For each configuration, times the phases of an optimiser step (corruption, denoiser forward, loss,
-backward, AdamW) over a few steps, then profiles one step with torch.profiler and splits the
-operator time into the output projection's matrix products (any operand with K columns, forward
-and backward), the other matrix products, attention, and the rest; the FLOP/s the matrix products
-themselves reach is set against the machine's matmul peak measured in the same run. The model
-has its config's dropout, as ``attractor train`` trains it (tiny: 0.1). Writes
-benchmarks/results/train_profile.json.
+For each configuration, times the phases of the trainer's optimiser step (corruption; forward
+pass with the head and loss, ``--head``, default what `attractor train` picks; backward; AdamW)
+over a few steps, then profiles one step with torch.profiler and splits the operator time into
+the output projection's matrix products (forward and backward), the other matrix products,
+attention, and the rest; the FLOP/s the matrix products themselves reach is set against the
+machine's matmul peak measured in the same run. The model has its config's dropout, as
+``attractor train`` trains it (tiny: 0.1), and glibc keeps freed memory as the trainer has it.
+Writes benchmarks/results/train_profile.json.
 
     python benchmarks/train_profile.py [--configs tiny:4096 tiny:50258] [--precision bf16]
+                                       [--head auto|logits|fused|recompute]
 """
 
 from __future__ import annotations
@@ -37,15 +39,17 @@ def _matmul_dims(name: str, shapes: list) -> tuple[int, ...]:
 
 
 def _is_output_projection(dims: tuple[int, ...], tokens: int, hidden: int, vocab: int) -> bool:
-    """The head's products (forward, and both of its backward) multiply tokens x hidden x K."""
-    return sorted(dims) == sorted((tokens, hidden, vocab))
+    """The head's products (forward, and both of its backward) multiply tokens x hidden x K: a
+    chunk of the tokens in the fused head, hidden + 1 where its backward carries the bias; K
+    appears twice when it equals the number of tokens."""
+    return (dims.count(vocab) >= (2 if vocab == tokens else 1)
+            and (hidden in dims or hidden + 1 in dims))
 
 
-def _phases(model, opt, x0, schedule, vocab, gen, amp, steps: int) -> dict:
-    from attractor.forward import q_xt
+def _phases(model, opt, x0, objective, gen, steps: int) -> dict:
+    """Seconds per phase of the trainer's step (the objective's corruption, then its loss:
+    the denoiser's forward pass with the head and loss of ``objective.head``)."""
     from attractor.loss import stratified_times
-    from attractor.loss_fused import fused_nelbo_per_token
-    from attractor.schedule import sigma_from_alpha
 
     totals: dict[str, float] = {}
 
@@ -57,39 +61,41 @@ def _phases(model, opt, x0, schedule, vocab, gen, amp, steps: int) -> dict:
     for _ in range(steps):
         t0 = time.perf_counter()
         t = stratified_times(x0.shape[0], gen)
-        alpha, dalpha = schedule.alpha(t), schedule.dalpha(t)
-        zt = q_xt(x0, alpha, vocab, gen)
+        zt = objective.corrupt(x0, t, gen)
         t0 = lap("corruption", t0)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
-            logits = model(zt, sigma_from_alpha(alpha))
-        t0 = lap("denoiser forward", t0)
-        loss = fused_nelbo_per_token(logits, x0, zt, alpha, dalpha).mean()
-        t0 = lap("loss forward", t0)
+        loss = objective.loss(model, x0, zt, t).mean()
+        t0 = lap("forward and loss", t0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        t0 = lap("backward (denoiser + loss)", t0)
+        t0 = lap("backward", t0)
         opt.step()
         lap("AdamW step", t0)
     return {k: v / steps for k, v in totals.items()}
 
 
 def profile_one(model_name: str, vocab: int, precision: str, batch: int, length: int,
-                steps: int, peak: float) -> dict:
+                steps: int, peak: float, head: str = "auto") -> dict:
+    from attractor.device import keep_freed_memory
+    from attractor.head_loss import resolve_head
     from attractor.model import DiT, get_model_config
     from attractor.schedule import LogLinear
+    from attractor.train.objectives import Objective
 
+    keep_freed_memory()                              # as the trainer on a CPU
     torch.manual_seed(0)
     cfg = get_model_config(model_name)               # its own dropout, as the CLI trains it
     model = DiT(cfg, vocab)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)   # as the trainer
     gen = torch.Generator().manual_seed(0)
     x0 = torch.randint(0, vocab, (batch, length), generator=gen)
-    schedule, amp = LogLinear(), precision == "bf16"
-    _phases(model, opt, x0, schedule, vocab, gen, amp, 2)                  # warm-up
-    phases = _phases(model, opt, x0, schedule, vocab, gen, amp, steps)
+    head = resolve_head(head, vocab, False)
+    objective = Objective("uniform", LogLinear(), vocab,
+                          torch.bfloat16 if precision == "bf16" else None, False, head)
+    _phases(model, opt, x0, objective, gen, 2)                             # warm-up
+    phases = _phases(model, opt, x0, objective, gen, steps)
     step_s = sum(phases.values())
     with torch.profiler.profile(record_shapes=True) as prof:
-        _phases(model, opt, x0, schedule, vocab, gen, amp, 1)
+        _phases(model, opt, x0, objective, gen, 1)
     events = prof.key_averages(group_by_input_shape=True)
     total = sum(e.self_cpu_time_total for e in events) / 1e6
     split = {"output projection matmuls": 0.0, "other matmuls": 0.0, "attention": 0.0}
@@ -98,9 +104,8 @@ def profile_one(model_name: str, vocab: int, precision: str, batch: int, length:
         seconds = e.self_cpu_time_total / 1e6
         if e.key in MATMULS:
             dims = _matmul_dims(e.key, e.input_shapes)
-            key = ("output projection matmuls"
-                   if _is_output_projection(dims, batch * length, cfg.hidden, vocab)
-                   else "other matmuls")
+            is_head = _is_output_projection(dims, batch * length, cfg.hidden, vocab)
+            key = "output projection matmuls" if is_head else "other matmuls"
             split[key] += seconds
             flops[key] += e.count * 2.0 * math.prod(dims) if dims else 0.0
         elif "attention" in e.key:
@@ -109,7 +114,7 @@ def profile_one(model_name: str, vocab: int, precision: str, batch: int, length:
     top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:12]
     tokens = batch * length
     return {
-        "model": model_name, "vocab": vocab, "precision": precision, "batch": batch,
+        "model": model_name, "vocab": vocab, "precision": precision, "head": head, "batch": batch,
         "dropout": cfg.dropout, "length": length, "step_s": step_s, "tokens_per_s": tokens / step_s,
         "mfu_vs_bf16_peak": flops_per_token(cfg, vocab, length) * tokens / step_s / peak,
         "phases_s": phases,
@@ -131,6 +136,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--length", type=int, default=128)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--head", default="auto", choices=("auto", "logits", "fused", "recompute"))
     parser.add_argument("--out", default=str(RESULTS / "train_profile.json"))
     args = parser.parse_args()
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
@@ -139,7 +145,7 @@ def main() -> None:
     for spec in args.configs:
         name, vocab = spec.split(":")
         row = profile_one(name, int(vocab), args.precision, args.batch, args.length, args.steps,
-                          peak)
+                          peak, args.head)
         rows.append(row)
         print(f"{spec} {args.precision}: {row['tokens_per_s']:.0f} tok/s, "
               f"MFU {row['mfu_vs_bf16_peak']:.1%}", flush=True)

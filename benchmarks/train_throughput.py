@@ -4,8 +4,10 @@ Measures what ``attractor train`` runs with its defaults: the model config's own
 small, medium: 0.1; nano, micro: 0), and per step the trainer's work on a batch with no pads:
 corruption, forward pass (bf16 autocast or fp32), loss, backward, gradient clipping at 1.0, fused
 AdamW and the EMA update. ``--dropout 0`` reproduces the earlier dropout-free measurements.
-Loss variants: ``fused`` (the trainer's), ``reference`` (loss.py) and ``head-fused`` (the output
-projection fused with the loss, attractor.head_loss; not used by the trainer yet).
+Heads (``--losses``): ``auto`` (what the trainer picks: ``fused`` from K = 1024 on, else
+``logits``), ``logits`` (the (B, L, K) logits, then loss_fused), ``fused`` and ``recompute`` (the
+output layer fused with the loss, attractor.head_loss), and ``reference`` (the logits, then
+loss.py's unfused NELBO).
 
 Writes benchmarks/results/train_throughput.json. Each configuration runs in a fresh subprocess so
 that its peak memory is its own. Runs on CUDA when there is one (``--device``).
@@ -16,7 +18,7 @@ MFU = (FLOPs per token x tokens per second) / peak matmul FLOP/s, with
 and the bf16 and fp32 matmul peaks measured in the same run.
 
     python benchmarks/train_throughput.py                 # nano, tiny at K=4096 and K=50258
-    python benchmarks/train_throughput.py --configs tiny:4096 --precisions bf16 --loss head-fused
+    python benchmarks/train_throughput.py --configs tiny:4096 --precisions bf16 --losses logits fused
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from pathlib import Path
 import torch
 
 RESULTS = Path(__file__).parent / "results"
-LOSSES = ("fused", "reference", "head-fused")
+LOSSES = ("auto", "logits", "fused", "recompute", "reference")
 STEP = ("corruption, forward, loss, backward, gradient clip 1.0, fused AdamW, EMA update "
         "(what `attractor train` runs per step)")
 
@@ -81,41 +83,28 @@ def model_config(model_name: str, dropout: float | None):
     return cfg if dropout is None else dataclasses.replace(cfg, dropout=dropout)
 
 
-def head_fused_terms(model, x0, zt, t, schedule, amp):
-    """Per-token loss (B, L) through attractor.head_loss: the DiT's hidden states, then the
-    output projection and the loss a chunk of tokens at a time (never the (B L, K) logits)."""
-    from attractor.head_loss import dit_features, head_nelbo_per_token
-    from attractor.schedule import sigma_from_alpha
-    from attractor.train.loop import autocast_context
-
-    B, L = x0.shape
-    alpha, dalpha = schedule.alpha(t), schedule.dalpha(t)
-    per_token = [v[:, None].expand(B, L).reshape(-1) for v in (alpha, dalpha)]
-    with autocast_context(x0.device, amp):
-        h = dit_features(model, zt, sigma_from_alpha(alpha))
-        loss = head_nelbo_per_token(h.reshape(B * L, -1), model.output.weight, model.output.bias,
-                                    x0.reshape(-1), zt.reshape(-1), *per_token)
-    return loss.view(B, L)
-
-
 def attractor_step(state: dict, x0: torch.Tensor, gen: torch.Generator, amp, loss_impl: str,
                    compiled: bool = False) -> float:
     """One optimiser step as the trainer takes it (trainer._train_step, one micro-batch, no pads):
     times and corruption drawn on the CPU and moved, loss, backward, clip, AdamW, EMA. ``state``
     holds model, net, opt, ema, schedule, device. Returns the loss."""
     from attractor.forward import q_xt
+    from attractor.head_loss import resolve_head
     from attractor.loss import stratified_times
     from attractor.train.loop import ema_decay, ema_update, loss_terms
+    from attractor.train.objectives import Objective
 
     model, device, schedule = state["model"], state["device"], state["schedule"]
     t = stratified_times(x0.shape[0], gen)
     zt = q_xt(x0, schedule.alpha(t), model.vocab_size, gen).to(device)
     x0, t = x0.to(device), t.to(device)
     state["opt"].zero_grad(set_to_none=True)
-    if loss_impl == "head-fused":
-        per_token = head_fused_terms(model, x0, zt, t, schedule, amp)
-    else:
-        per_token = loss_terms(state["net"], x0, zt, t, schedule, amp, loss_impl == "fused", compiled)
+    if loss_impl == "reference":
+        per_token = loss_terms(state["net"], x0, zt, t, schedule, amp, False, compiled)
+    else:                                          # the trainer's objective with this head
+        head = resolve_head(loss_impl, model.vocab_size, compiled)
+        objective = Objective("uniform", schedule, model.vocab_size, amp, compiled, head)
+        per_token = objective.loss(state["net"], x0, zt, t)
     loss = per_token.sum() / per_token.numel()
     loss.backward()
     float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
@@ -127,16 +116,20 @@ def attractor_step(state: dict, x0: torch.Tensor, gen: torch.Generator, amp, los
 
 def attractor_state(cfg, vocab: int, device: torch.device, compile_model: bool = False) -> dict:
     """Model, optimiser (fused AdamW, the trainer's defaults) and EMA, seeded."""
+    from attractor.device import keep_freed_memory
     from attractor.model import DiT
     from attractor.schedule import LogLinear
 
+    kept = device.type == "cpu" and keep_freed_memory()      # as the trainer does on the CPU
     torch.manual_seed(0)
     model = DiT(cfg, vocab).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=device.type in ("cpu", "cuda"))
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
     net = torch.compile(model) if compile_model else model
     return {"model": model, "net": net, "opt": opt, "ema": ema, "schedule": LogLinear(),
-            "device": device}
+            "device": device,
+            "allocator": os.environ.get("LD_PRELOAD") or ("glibc, freed memory kept (mallopt)"
+                                                          if kept else "glibc")}
 
 
 def time_steps(step, device: torch.device, steps: int, warmup: int) -> float:
@@ -164,7 +157,6 @@ def measure_one(spec: str, args: argparse.Namespace) -> dict:
     (called in a subprocess)."""
     name, vocab, precision, loss_impl, comp = spec.split(":")
     vocab, compile_model = int(vocab), comp == "1"
-    assert not (compile_model and loss_impl == "head-fused"), "head-fused runs eagerly only"
     dev = device_of(args.device)
     cfg = model_config(name, args.dropout)
     state = attractor_state(cfg, vocab, dev, compile_model)
@@ -176,7 +168,7 @@ def measure_one(spec: str, args: argparse.Namespace) -> dict:
                         dev, args.steps, args.warmup)
     return {"model": name, "vocab": vocab, "precision": precision, "batch": batch,
             "loss": loss_impl, "compile": compile_model, "dropout": cfg.dropout,
-            "device": str(dev), "allocator": os.environ.get("LD_PRELOAD", "") or "glibc",
+            "device": str(dev), "allocator": state["allocator"],
             "length": length, "step_s_median": step_s, "tokens_per_s": batch * length / step_s,
             "flops_per_token": flops_per_token(cfg, vocab, length), **peak_memory_gib(dev)}
 
@@ -185,7 +177,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--configs", nargs="+", default=["nano:4096", "tiny:4096", "tiny:50258"])
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
-    parser.add_argument("--losses", nargs="+", default=["fused", "reference"], choices=LOSSES)
+    parser.add_argument("--losses", nargs="+", default=["auto", "logits"], choices=LOSSES)
     parser.add_argument("--allocators", nargs="+", default=["jemalloc", "glibc"])
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
     parser.add_argument("--dropout", type=float, default=None,
@@ -242,8 +234,7 @@ def _peaks(args, before: dict | None = None) -> dict:
 
 def measure_all(args) -> tuple[list[dict], dict]:
     variants = [(p, loss, alloc, comp) for p in args.precisions for loss in args.losses
-                for alloc in args.allocators for comp in ([0, 1] if args.compile else [0])
-                if not (comp and loss == "head-fused")]
+                for alloc in args.allocators for comp in ([0, 1] if args.compile else [0])]
     peaks, rows = _peaks(args), []
     for spec in args.configs:
         for precision, loss, alloc, comp in variants:

@@ -30,18 +30,18 @@ def test_train_throughput_measures_the_configs_dropout(bench):
     assert state["model"].training and drops and all(m.p == 0.1 for m in drops)
     args = tt.parse_args(["--batch", "2", "--length", "4", "--steps", "1", "--warmup", "0",
                           "--dropout", "0.1", "--device", "cpu"])
-    row = tt.measure_one("nano:16:fp32:fused:0", args)
+    row = tt.measure_one("nano:16:fp32:auto:0", args)
     assert row["dropout"] == 0.1 and row["device"] == "cpu" and row["tokens_per_s"] > 0
 
 
 @pytest.mark.parametrize("amp", [None, torch.bfloat16])
-def test_head_fused_step_matches_the_trainers_step(bench, amp):
-    """The same seeded step through the fused loss and through attractor.head_loss: the same loss
-    and the same weights after AdamW (dropout draws included)."""
+def test_every_head_takes_the_same_step(bench, amp):
+    """The same seeded step through the logits and through the fused heads (attractor.head_loss):
+    the same loss and the same weights after AdamW (dropout draws included)."""
     tt = bench("train_throughput")
     cfg = tt.model_config("nano", 0.1)
     losses, states = [], []
-    for impl in ("fused", "head-fused"):
+    for impl in ("logits", "fused", "recompute"):
         state = tt.attractor_state(cfg, 40, torch.device("cpu"))
         with torch.no_grad():                        # a head that is not zero
             state["model"].output.weight.normal_(0, 0.1, generator=torch.Generator().manual_seed(1))
@@ -49,11 +49,17 @@ def test_head_fused_step_matches_the_trainers_step(bench, amp):
         x0 = torch.randint(0, 40, (3, 6), generator=gen)
         losses.append([tt.attractor_step(state, x0, gen, amp, impl) for _ in range(2)])
         states.append(state)
-    tol = {"rtol": 1e-5, "atol": 1e-6} if amp is None else {"rtol": 2e-2, "atol": 1e-3}
-    torch.testing.assert_close(torch.tensor(losses[1]), torch.tensor(losses[0]), **tol)
-    for (name, a), b in zip(states[0]["model"].named_parameters(), states[1]["model"].parameters(),
-                            strict=True):
-        torch.testing.assert_close(b, a, **tol, msg=name)
+    # AdamW moves a weight by up to lr (1e-3) whatever the size of its gradient, so a rounding
+    # in a gradient entry near zero shows as up to a few percent of one step in float32, and as
+    # about one step under bf16: there, the second step's loss checks the first update.
+    loss_tol = {"rtol": 1e-5, "atol": 1e-6} if amp is None else {"rtol": 1e-4, "atol": 1e-5}
+    for other, state in zip(losses[1:], states[1:], strict=True):
+        torch.testing.assert_close(torch.tensor(other), torch.tensor(losses[0]), **loss_tol)
+        if amp is not None:
+            continue
+        for (name, a), b in zip(states[0]["model"].named_parameters(),
+                                state["model"].parameters(), strict=True):
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=5e-5, msg=name)
 
 
 def test_peer_duo_without_a_checkout_says_how_to_get_one():
@@ -137,8 +143,11 @@ def test_peer_comparison_runs(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(out.read_text())
-    assert [r["order"][0] for r in result["rounds"]] == ["duo", "attractor"]
-    assert result["rounds"][0]["duo"]["parameters"] == result["rounds"][0]["attractor"]["parameters"]
+    first, second = ([row["side"] for row in r["runs"]] for r in result["rounds"])
+    assert first == ["duo", "attractor"] and second == ["attractor", "duo"]
+    runs = result["rounds"][0]["runs"]
+    assert runs[0]["parameters"] == runs[1]["parameters"]
+    assert result["summary"]["duo_best"] == result["summary"]["attractor_default"] == "default"
 
 
 @pytest.mark.slow
@@ -151,7 +160,7 @@ def test_gpu_script_dry_run(tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     stages = json.loads(out.read_text())["stages"]
     runs = stages["train"]["result"]["runs"]
-    assert {r["loss"] for r in runs} == {"fused", "head-fused", "reference"}
+    assert {r["loss"] for r in runs} == {"auto", "logits", "recompute", "reference"}
     assert {r["probe"] for r in stages["probes"]["result"]["probes"]} >= {"entropy", "generate"}
     cli = stages["cli"]["runs"]
     assert [r["processes"] for r in cli] == [1, 2] and all(r["tokens_per_s_median"] > 0 for r in cli)

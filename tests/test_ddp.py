@@ -16,15 +16,17 @@ ARGS = ["--num-train", "64", "--steps", "6", "--batch-size", "16", "--corpus-siz
 
 
 @pytest.mark.slow
-def test_two_processes_match_one(tmp_path):
+@pytest.mark.parametrize("head", ["auto", "fused"])            # the logits, or head_loss
+def test_two_processes_match_one(tmp_path, head):
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    args = [*ARGS, "--head", head]
     single = subprocess.run([sys.executable, "-m", "attractor", "train", "--out",
-                             str(tmp_path / "one"), *ARGS], capture_output=True, text=True,
+                             str(tmp_path / "one"), *args], capture_output=True, text=True,
                             env=env, cwd=REPO, timeout=240)
     assert single.returncode == 0, single.stderr
     ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                           "--nproc_per_node", "2", "-m", "attractor", "train", "--out",
-                          str(tmp_path / "two"), *ARGS], capture_output=True, text=True,
+                          str(tmp_path / "two"), *args], capture_output=True, text=True,
                          env=env, cwd=REPO, timeout=240)
     assert ddp.returncode == 0, ddp.stderr[-2000:]
     a = load_file(str(tmp_path / "one" / "checkpoint" / "model.safetensors"))

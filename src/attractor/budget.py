@@ -7,7 +7,9 @@ refusal is certain to be right, and compares it with the memory of the device:
 
     training_step_bytes(cfg, K, world)   one optimiser step of one process: the batch, the
                                          activations kept for the backward pass, the attention
-                                         scores, the logits and the model with its optimiser
+                                         scores, what the head keeps K-wide (the logits and
+                                         their gradient, or the fused head's one gradient) and
+                                         the model with its optimiser
     bootstrap_bytes(resamples, rows)     a vectorised percentile bootstrap: (resamples, rows)
                                          indices and values
     pool_bytes(sequences, L)             a data pool: (N, L) int64 sequences and bool mask
@@ -64,23 +66,31 @@ def require_fits(what: str, need: int, available: int, fix: str) -> None:
                         f"the {human(available)} available; {fix}")
 
 
-def training_step_bytes(cfg, vocab_size: int, world: int = 1) -> int:
+def training_step_bytes(cfg, vocab_size: int, world: int = 1, head: str = "logits",
+                        product_bytes: int = 2) -> int:
     """A lower bound on the memory of one training step of one process (see the module
-    docstring); ``cfg`` is a TrainConfig, ``vocab_size`` the model's K."""
+    docstring); ``cfg`` is a TrainConfig, ``vocab_size`` the model's K, ``head`` the resolved
+    head (attractor.head_loss) and ``product_bytes`` the bytes of one logit (2 under bf16)."""
     m, L, K = cfg.model, cfg.data.block_length, vocab_size
     rows = max(1, cfg.batch_size // cfg.grad_accum // max(1, world))
     tokens = rows * L
     batch = cfg.batch_size * L * (8 + 8 + 1)          # the global batch, its z_t and mask
     activations = tokens * m.hidden * 4 * (4 + 2 * m.mlp_ratio) * m.blocks
     attention = rows * m.heads * L * L * 4 * m.blocks     # one float32 score matrix per block
-    logits = tokens * K * 4 * 2                        # the logits and their gradient
+    kept = {"logits": 2, "fused": 1}.get(head, 0)     # logits + gradient, D, or no (N, K) tensor
+    logits = tokens * K * product_bytes * kept
     params = (K * m.hidden * 2 + m.blocks * 12 * m.hidden ** 2) * 4 * 5   # + grad, Adam, EMA
     return batch + activations + attention + logits + params
 
 
 def check_training(cfg, vocab_size: int, device, world: int = 1) -> None:
     """Refuse a training config whose single step cannot fit on ``device``."""
-    need = training_step_bytes(cfg, vocab_size, world)
+    from attractor.device import resolve_precision
+    from attractor.head_loss import resolve_head
+
+    head = resolve_head(cfg.head, vocab_size, cfg.compile)
+    product_bytes = 2 if resolve_precision(cfg.precision, device) is not None else 4
+    need = training_step_bytes(cfg, vocab_size, world, head, product_bytes)
     require_fits(f"one training step of batch {cfg.batch_size} (L = {cfg.data.block_length}, "
                  f"K = {vocab_size}, model {cfg.model_name})", need, device_memory(device),
                  "lower --batch-size or --block-length, or raise --grad-accum")

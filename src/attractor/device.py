@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
+import platform
+import sys
+
 import torch
 
 from attractor.errors import UserError
@@ -70,3 +75,24 @@ def join_process_group(device: torch.device) -> tuple[int, int, torch.device]:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return rank, world, device
+
+
+_MALLOPT = {"M_TRIM_THRESHOLD": -1, "M_MMAP_MAX": -4}          # glibc's <malloc.h>
+
+
+def keep_freed_memory() -> bool:
+    """On Linux with glibc's malloc, serve every block from the heap and keep freed memory for
+    reuse (mallopt M_MMAP_MAX = 0, M_TRIM_THRESHOLD = 2 GiB) instead of mapping each large block
+    afresh and unmapping it when it is freed, so that a CPU training step's large temporaries
+    are not page-faulted in again at every step. Process-wide, for the rest of the process;
+    left alone under a preloaded allocator (LD_PRELOAD) or with ATTRACTOR_MALLOC=system.
+    Returns whether it was applied."""
+    if (sys.platform != "linux" or platform.libc_ver()[0] != "glibc"
+            or os.environ.get("LD_PRELOAD") or os.environ.get("ATTRACTOR_MALLOC") == "system"):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_MALLOPT["M_MMAP_MAX"], 0)) and \
+        bool(mallopt(_MALLOPT["M_TRIM_THRESHOLD"], 2**31 - 1))

@@ -1,38 +1,68 @@
-"""The DiT's output projection fused with the NELBO of eq. (3): no (N, K) logits tensor at all.
+"""The output projection fused with a per-token loss: the logits formed a chunk of tokens at a time.
 
-:mod:`attractor.loss_fused` needs, per token, only a few statistics of the logits (lse, the sums
-G and H, the logits at z_t and x0; docs/notation.md §4) and, in the backward pass, per-token
-coefficients of p and g. So the logits can be formed a chunk of tokens at a time from the final
-hidden states h, reduced and dropped:
+Every training loss of the three families is a sum over tokens of a function of that token's
+logits x_n = W h_n + b. A *row kernel* gives, for a chunk of rows, each row's loss and its
+gradient D_n = d loss_n / d x_n (``nelbo_rows`` in :mod:`attractor.loss_fused` for eq. (3);
+:func:`crossentropy_rows` here for the masked and autoregressive losses). So the head never needs
+the (N, K) logits:
 
-    forward:   logits_c = h_c W^T + b            (c: a chunk of tokens; (c, K), then reduced)
-    backward:  logits_c again, D_c = dL/dlogits_c (loss_fused's kernel), then at once
-               dh_c = D_c W,   dW += D_c^T h_c,   db += sum_rows D_c
+    forward:   x_c = h_c W^T + b             (c: a chunk of tokens, one (c, K) buffer for all)
+               loss_c, D_c = kernel(x_c)     (D per unit upstream gradient, formed in float32)
+    backward:  with g = dL/d loss (N,):   dh = g * (D W),   dW = D^T (g * h),   db = D^T g
 
-Peak memory is a few (chunk, K) buffers instead of the (N, K) logits and their gradient (two bf16
-tensors of 390 MiB at N = 4096, K = 50,258); the price is a second product for the logits in the
-backward pass. Under bf16 autocast the products run in bf16 like ``nn.Linear`` under autocast,
-the loss reads each bf16 chunk in float32 and forms its scalar terms in float64 (as loss_fused
-does), D_c is rounded to bf16 before the two products (as the logits' gradient would be), and
-dW and db are accumulated over chunks in float32.
+Two ways to get D into the backward pass:
+
+    store      D is kept, in the product dtype (bf16 under autocast, as the logits' gradient of
+               ``nn.Linear`` would be); the backward pass is the two products. One (N, K) tensor
+               instead of the logits and their gradient, and each K-wide quantity made once.
+    recompute  nothing with N K elements is kept; the backward pass forms x_c and D_c again
+               (one more product), for when even D does not fit.
+
+Under bf16 autocast the products run in bf16 like ``nn.Linear`` under autocast; the kernels read
+each chunk in float32 and form their per-row terms in float64; dW is accumulated over chunks in
+float32 or higher.
 """
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
+
 import torch
 
 from attractor.errors import require
-from attractor.loss_fused import _grad_chunk, _scalar_terms, _stats_chunk
 
-# Elements of one (chunk, K) buffer by device: large enough that the products keep most of their
-# speed (the weight is read once per chunk), small enough that no (N, K) tensor is ever held.
-# Not tuned by measurement yet.
-HEAD_CHUNK_ELEMENTS = {"cpu": 1 << 23, "cuda": 1 << 26}
+HEADS = ("auto", "logits", "fused", "recompute")
+# Below this many logits per token, the logits path is as fast (the head is a small part of a
+# step) and keeps its numerics; from here on the fused head is used (benchmarks/train_*.py).
+AUTO_MIN_VOCAB = 1024
+# Elements of the (chunk, K) logits buffer, large enough that the product keeps its speed (at
+# K = 50,258 on a 2-core CPU, 4096 tokens take 0.30 s in chunks of 256 rows, 0.44 s in chunks of
+# 64; whole bf16 steps were fastest with 2^25 elements, 667 rows), and the row kernels' share of
+# a chunk (2^20 elements, 20 rows), small enough to stay in cache.
+HEAD_CHUNK_ELEMENTS = {"cpu": 1 << 25, "cuda": 1 << 26}
+KERNEL_CHUNK_ELEMENTS = 1 << 20
+
+RowKernel = Callable[[torch.Tensor, slice, tuple, "torch.Tensor | None"], torch.Tensor]
+"""kernel(x, rows, scratch, out) -> loss: x (n, K) logits of rows ``rows`` (a slice of the N
+tokens; the kernel may overwrite x), scratch three (n, K) tensors of the working dtype; returns
+the rows' losses (n,) float64 and writes D into ``out`` (n, K) unless ``out`` is None."""
+
+
+def resolve_head(head: str, vocab: int, compiled: bool) -> str:
+    """The head a config's ``head`` setting means: ``auto`` is ``logits`` under torch.compile
+    or below AUTO_MIN_VOCAB logits, else ``fused``."""
+    require(head in HEADS, f"head is {head!r}, not one of {', '.join(HEADS)}")
+    require(not (compiled and head in ("fused", "recompute")),
+            f"head {head} runs eagerly, not under torch.compile; use head logits (or auto)")
+    if head != "auto":
+        return head
+    return "logits" if compiled or vocab < AUTO_MIN_VOCAB else "fused"
 
 
 def default_chunk_tokens(vocab: int, device_type: str) -> int:
     """Tokens per chunk: HEAD_CHUNK_ELEMENTS[device] // K, at least 1."""
-    return max(1, HEAD_CHUNK_ELEMENTS.get(device_type, 1 << 23) // vocab)
+    return max(1, HEAD_CHUNK_ELEMENTS.get(device_type, 1 << 24) // vocab)
 
 
 def _token_chunks(n: int, rows: int):
@@ -40,98 +70,134 @@ def _token_chunks(n: int, rows: int):
         yield slice(start, min(n, start + rows))
 
 
-def _chunk_buffers(rows: int, K: int, dtype, work, device) -> tuple[torch.Tensor, ...]:
-    """(rows, K) buffers reused by every chunk: the logits (product dtype) and the two scratch
-    buffers of loss_fused's chunk kernels (working dtype)."""
-    return tuple(torch.empty(rows, K, dtype=t, device=device) for t in (dtype, work, work))
+def _apply_kernel(kernel: RowKernel, x: torch.Tensor, rows: slice, scratch,
+                  into: torch.Tensor | None) -> torch.Tensor:
+    """The kernel over a chunk of logits in sub-chunks that stay in cache: the rows' losses
+    (n,) float64; D written into ``into`` (n, K) unless it is None."""
+    n, K = x.shape
+    step = max(1, KERNEL_CHUNK_ELEMENTS // K)
+    loss = torch.empty(n, dtype=torch.float64, device=x.device)
+    for sub in _token_chunks(n, step):
+        m = sub.stop - sub.start
+        glob = slice(rows.start + sub.start, rows.start + sub.stop)
+        loss[sub] = kernel(x[sub], glob, tuple(b[:m] for b in scratch),
+                           None if into is None else into[sub])
+    return loss
 
 
-def _forward_stats(h, weight, bias, x0, zt, alpha, plan):
-    """Per-token lse (working dtype) and logit_i, logit_x, G, H (float64), each (N,), from the
-    logits formed a chunk of tokens at a time."""
-    dtype, rows = plan
+class _Workspace:
+    """The (N, K) tensor for D, kept from one step to the next on the CPU: a fresh tensor that
+    size is page-faulted in by whatever writes it first (0.12 s of a 2.5 s step at N = 4096,
+    K = 50,258 on a 2-core CPU). It is lent to one forward pass at a time, and free again once
+    that pass's backward has run or its graph is gone; a second forward pass meanwhile gets a
+    fresh tensor."""
+
+    def __init__(self):
+        self.tensor, self.holder = None, None
+
+    def take(self, shape, dtype, device, ctx) -> torch.Tensor:
+        if device.type != "cpu":                       # GPU allocators keep freed blocks
+            return torch.empty(shape, dtype=dtype, device=device)
+        if self.holder is not None and self.holder() is not None:
+            return torch.empty(shape, dtype=dtype, device=device)
+        t = self.tensor
+        if t is None or t.shape != shape or t.dtype != dtype:
+            self.tensor = t = None                     # the old one goes before the new comes
+            t = self.tensor = torch.empty(shape, dtype=dtype, device=device)
+        self.holder = weakref.ref(ctx)
+        return t
+
+    def give_back(self, ctx) -> None:
+        if self.holder is not None and self.holder() is ctx:
+            self.holder = None
+
+
+_WORKSPACE = _Workspace()
+
+
+def _forward(h, weight, bias, kernel, plan, ctx):
+    """Per-token loss (N,) float64; when ``need_grad`` and storing, D (N, K) in the product
+    dtype (else None); the weight in the product dtype."""
+    dtype, rows, store, need_grad = plan
     N, K = h.shape[0], weight.shape[0]
     work = torch.promote_types(dtype, torch.float32)
     w, b = weight.to(dtype), bias.to(dtype)
-    beta = (K * alpha / (1 - alpha)).to(work)
-    lse = torch.empty(N, dtype=work, device=h.device)
-    logit_i, logit_x, G, H = (torch.empty(N, dtype=torch.float64, device=h.device) for _ in range(4))
-    logits, b1, b2 = _chunk_buffers(min(rows, N), K, dtype, work, h.device)
+    logits = torch.empty(min(rows, N), K, dtype=dtype, device=h.device)
+    scratch = [torch.empty(min(rows, N, max(1, KERNEL_CHUNK_ELEMENTS // K)), K, dtype=work,
+                           device=h.device) for _ in range(3)]
+    D = _WORKSPACE.take((N, K), dtype, h.device, ctx) if need_grad and store else None
+    loss = torch.empty(N, dtype=torch.float64, device=h.device)
     for sl in _token_chunks(N, rows):
-        n = sl.stop - sl.start
-        x = torch.addmm(b, h[sl].to(dtype), w.t(), out=logits[:n])      # = F.linear's product
-        # G and H are row sums of non-negative terms: exact to ~1e-7 relative in float32
-        lse[sl], G[sl], H[sl] = _stats_chunk(x, beta[sl], b1[:n], b2[:n])
-        logit_i[sl] = x.gather(-1, zt[sl, None])[:, 0]
-        logit_x[sl] = x.gather(-1, x0[sl, None])[:, 0]
-    return lse, logit_i, logit_x, G, H
+        x = torch.addmm(b, h[sl].to(dtype), w.t(), out=logits[: sl.stop - sl.start])
+        loss[sl] = _apply_kernel(kernel, x, sl, scratch, None if D is None else D[sl])
+    return loss, D, w
 
 
-def _logit_grad_coefficients(saved, grad_out, K: int, work):
-    """The per-token coefficients of dL/dlogit_k, formed as in loss_fused's backward pass:
-    coef_p p_k + coef_g g_k + hot_i [k = z_t] + hot_x [k = x0]; plus beta. Each (N,), ``work``."""
-    alpha, p_i, p_x, G, A, B, C = saved
-    beta = K * alpha / (1 - alpha)
-    g_i, g_x = beta * p_i / (1 + beta * p_i), beta * p_x / (1 + beta * p_x)
-    go = grad_out.double()
-    coef_p = -(A * g_i + B * g_x + C * G) * go
-    return tuple(v.to(work) for v in (beta, coef_p, C * go, A * g_i * go, B * g_x * go))
+def _products(D, g, hb, w):
+    """dh (n, d), dW (K, d) and db (K,) of one block of rows: g * (D W), D^T (g * h) and D^T g,
+    the products in D's dtype. g is split as s r with
+    s = max |g|, so that a constant g (the usual mean over tokens) enters the bf16 products
+    exactly (r = 1) and s is applied in float32 or higher."""
+    s = g.abs().amax() if g.numel() else g.new_ones(())
+    s = s.clamp_min(torch.finfo(g.dtype).tiny)
+    r = (g / s).to(D.dtype)
+    dh = (D @ w).to(g.dtype) * g[:, None]
+    # the faster products on a CPU at N = 4096, K = 50,258: in bf16 one (d + 1, K) product with
+    # db as its last row (0.32 s, against 0.47 s for D^T (g h) alone); in float32 D^T (g h) and
+    # D^T g apart (0.60 s; 0.94 s as one (K, d + 1) product)
+    if D.dtype == torch.bfloat16:
+        prod = (torch.cat([hb * r[:, None], r[:, None]], dim=1).t() @ D).t().to(g.dtype) * s
+        return dh, prod[:, :-1], prod[:, -1]
+    return dh, (D.t() @ (hb * r[:, None])).to(g.dtype) * s, (D.t() @ r).to(g.dtype) * s
 
 
-def _backward_chunks(h, weight, bias, zt, x0, lse, coefs, plan):
-    """dh (N, d), dW (K, d), db (K,) in the dtypes of h, weight and bias, a chunk of tokens at
-    a time; dW and db are accumulated in float32 or higher."""
-    dtype, rows = plan
+def _backward_recompute(h, weight, bias, kernel, plan, g):
+    """dh, dW, db with x_c and D_c formed again a chunk at a time; dW, db summed in float32+."""
+    dtype, rows = plan[:2]
     (N, d), K = h.shape, weight.shape[0]
-    work, acc = lse.dtype, torch.promote_types(dtype, torch.float32)
-    beta, coef_p, coef_g, hot_i, hot_x = coefs
+    work = torch.promote_types(dtype, torch.float32)
+    acc = torch.promote_types(work, g.dtype)
     w, b = weight.to(dtype), bias.to(dtype)
-    dh = torch.empty_like(h)
+    dh = torch.empty(N, d, dtype=acc, device=h.device)
     dW = torch.zeros(K, d, dtype=acc, device=h.device)
     db = torch.zeros(K, dtype=acc, device=h.device)
-    logits, b1, b2 = _chunk_buffers(min(rows, N), K, dtype, work, h.device)
-    rounded = None if dtype == work else torch.empty_like(logits)       # D_c in the product dtype
-    product = None if dtype == acc else torch.empty(K, d, dtype=dtype, device=h.device)
+    logits = torch.empty(min(rows, N), K, dtype=dtype, device=h.device)
+    D = torch.empty_like(logits)
+    scratch = [torch.empty(min(rows, N, max(1, KERNEL_CHUNK_ELEMENTS // K)), K, dtype=work,
+                           device=h.device) for _ in range(3)]
     for sl in _token_chunks(N, rows):
         n = sl.stop - sl.start
-        h_c = h[sl].to(dtype)
-        x = torch.addmm(b, h_c, w.t(), out=logits[:n])
-        grad = _grad_chunk(x, lse[sl], beta[sl], coef_p[sl], coef_g[sl], b1[:n], b2[:n])
-        # the one-hot terms, added in the working precision before D_c is rounded (loss_fused)
-        idx = torch.arange(n, device=h.device)
-        grad.index_put_((idx, zt[sl]), hot_i[sl], accumulate=True)
-        grad.index_put_((idx, x0[sl]), hot_x[sl], accumulate=True)
-        if rounded is not None:
-            grad = rounded[:n].copy_(grad)
-        dh[sl] = grad @ w
-        if product is None:
-            dW.addmm_(grad.t(), h_c)
-        else:                                   # bf16 product, float32 sum over chunks
-            dW.add_(torch.mm(grad.t(), h_c, out=product))
-        db.add_(grad.sum(0, dtype=acc))
-    return dh, dW.to(weight.dtype), db.to(bias.dtype)
+        hb = h[sl].to(dtype)
+        x = torch.addmm(b, hb, w.t(), out=logits[:n])
+        _apply_kernel(kernel, x, sl, scratch, D[:n])
+        dh[sl], dW_c, db_c = _products(D[:n], g[sl], hb, w)
+        dW.add_(dW_c)
+        db.add_(db_c)
+    return dh, dW, db
 
 
-class _HeadNELBO(torch.autograd.Function):
+class _HeadLoss(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h, weight, bias, targets, plan):
-        x0, zt, alpha, dalpha = targets                 # (N,) each, no gradient
-        K = weight.shape[0]
+    def forward(ctx, h, weight, bias, kernel, plan):
         with torch.autocast(device_type=h.device.type, enabled=False):
-            lse, logit_i, logit_x, G, H = _forward_stats(h, weight, bias, x0, zt, alpha, plan)
-        p_i, p_x = torch.exp(logit_i - lse.double()), torch.exp(logit_x - lse.double())
-        loss, A, B, C = _scalar_terms(p_i, p_x, H, G, zt == x0, alpha, dalpha, K)
-        ctx.save_for_backward(h, weight, bias, x0, zt, lse, alpha, p_i, p_x, G, A, B, C)
-        ctx.plan = plan
-        return loss.to(torch.promote_types(lse.dtype, torch.float32))
+            loss, D, w = _forward(h, weight, bias, kernel, plan, ctx)
+        # what the backward pass reads: for the stored D, the weight in the product dtype
+        ctx.save_for_backward(h, weight if D is None else w, bias, D)
+        ctx.weight_dtype = weight.dtype
+        ctx.kernel, ctx.plan = kernel, plan
+        return loss.to(torch.promote_types(plan[0], torch.float32))
 
     @staticmethod
     def backward(ctx, grad_out):
-        h, weight, bias, x0, zt, lse, *saved = ctx.saved_tensors
-        coefs = _logit_grad_coefficients(saved, grad_out, weight.shape[0], lse.dtype)
+        h, weight, bias, D = ctx.saved_tensors
         with torch.autocast(device_type=h.device.type, enabled=False):
-            dh, dW, db = _backward_chunks(h, weight, bias, zt, x0, lse, coefs, ctx.plan)
-        return dh, dW, db, None, None
+            if D is None:
+                dh, dW, db = _backward_recompute(h, weight, bias, ctx.kernel, ctx.plan, grad_out)
+            else:
+                dh, dW, db = _products(D, grad_out, h.to(D.dtype), weight)
+                _WORKSPACE.give_back(ctx)
+        return (dh.to(h.dtype), dW.to(ctx.weight_dtype, memory_format=torch.contiguous_format),
+                db.to(bias.dtype), None, None)
 
 
 def _product_dtype(h: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
@@ -143,41 +209,52 @@ def _product_dtype(h: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
     return torch.promote_types(h.dtype, weight.dtype)
 
 
-def head_nelbo_per_token(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                         x0: torch.Tensor, zt: torch.Tensor, alpha_t: torch.Tensor,
-                         dalpha_t: torch.Tensor, chunk_tokens: int | None = None) -> torch.Tensor:
-    """Eq. (3) per token from the final hidden states: the value of
-    ``fused_nelbo_per_token(h @ weight.T + bias, ...)``, without the (N, K) logits.
+def head_loss(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, kernel: RowKernel,
+              store: bool = True, chunk_tokens: int | None = None) -> torch.Tensor:
+    """The per-token loss of ``kernel`` on the logits h W^T + b, without the (N, K) logits.
 
     Args:
-        h: (N, d) hidden states just before the output Linear (:func:`dit_features`, flattened).
+        h: (N, d) hidden states just before the output Linear (``DiT.features``, flattened).
         weight, bias: (K, d) and (K,), the output Linear's parameters.
-        x0, zt: (N,) int64 clean and noisy ids.
-        alpha_t, dalpha_t: (N,) signal level (< 1) and its time derivative, per token.
+        kernel: the loss's row kernel (:data:`RowKernel`), built for these N tokens.
+        store: keep D for the backward pass (else form it again there; nothing N x K is kept).
         chunk_tokens: tokens per chunk (default :func:`default_chunk_tokens`).
     Returns:
-        (N,) per-token loss, float32 (float64 for float64 inputs); differentiable with respect
-        to h, weight and bias. Inside a bf16 autocast region the logits are bf16, as nn.Linear's.
+        (N,) float32 (float64 for float64 inputs), differentiable with respect to h, weight and
+        bias. Inside a bf16 autocast region the logits are bf16, as nn.Linear's.
     """
-    N, K = h.shape[0], weight.shape[0]
+    K = weight.shape[0]
     require(h.ndim == 2 and weight.ndim == 2 and h.shape[1] == weight.shape[1],
             f"h (N, d) and weight (K, d) do not match: {tuple(h.shape)}, {tuple(weight.shape)}")
     require(tuple(bias.shape) == (K,), f"bias must have shape ({K},); got {tuple(bias.shape)}")
-    for name, v in (("x0", x0), ("zt", zt), ("alpha_t", alpha_t), ("dalpha_t", dalpha_t)):
-        require(tuple(v.shape) == (N,), f"{name} must have shape ({N},); got {tuple(v.shape)}")
     rows = chunk_tokens or default_chunk_tokens(K, h.device.type)
     require(rows >= 1, f"chunk_tokens must be at least 1; got {rows}")
-    plan = (_product_dtype(h, weight), rows)
-    targets = (x0, zt, alpha_t.to(torch.float64), dalpha_t.to(torch.float64))
-    return _HeadNELBO.apply(h, weight, bias, targets, plan)
+    # ctx.needs_input_grad does not see no_grad regions (evaluation): the value alone there
+    need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (h, weight, bias))
+    plan = (_product_dtype(h, weight), rows, store, need_grad)
+    return _HeadLoss.apply(h, weight, bias, kernel, plan)
 
 
-def dit_features(model, zt: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """The final hidden states of a :class:`attractor.model.DiT` (the plain module, not a DDP or
-    compiled wrapper): its forward pass without the output Linear (``DiT.features``), so
-    ``model.output(dit_features(model, zt, sigma)) == model(zt, sigma)``.
+def crossentropy_rows(target: torch.Tensor, weight: torch.Tensor,
+                      excluded: int | None = None) -> RowKernel:
+    """Row kernel of w_n (-log softmax(x_n)[target_n]) (the masked and autoregressive losses):
+    D_n = w_n (softmax(x_n) - e_target). ``excluded``: a logit set to -inf first (the masked
+    family's mask id, SUBS). target (N,) int64, weight (N,) float64."""
 
-    zt (B, L) int64, sigma (B,) -> (B, L, d); float32 (the final LayerNorm runs in float32) even
-    under bf16 autocast.
-    """
-    return model.features(zt, sigma)
+    def kernel(x, rows, scratch, out):
+        if excluded is not None:
+            x[:, excluded] = float("-inf")
+        e_buf = out if out is not None and out.dtype == scratch[0].dtype else scratch[0]
+        m = x.amax(dim=-1, keepdim=True).to(e_buf.dtype)
+        e = torch.sub(x, m, out=e_buf).exp_()                               # softmax = e / z
+        z = e.sum(-1, keepdim=True)
+        t, w = target[rows], weight[rows]
+        loss = w * ((m + z.log()).squeeze(-1).double() - x.gather(-1, t[:, None])[:, 0].double())
+        if out is None:
+            return loss
+        idx = torch.arange(e.shape[0], device=e.device)
+        e.index_put_((idx, t), -z[:, 0], accumulate=True)                   # e - z e_target
+        torch.mul(e, (w[:, None] / z).to(e.dtype), out=out)
+        return loss
+
+    return kernel

@@ -109,6 +109,46 @@ def _scalar_terms(p_i, p_x, H, G, same, alpha, dalpha, K):
     return loss, A, B, C
 
 
+def nelbo_rows(x0: torch.Tensor, zt: torch.Tensor, alpha: torch.Tensor, dalpha: torch.Tensor):
+    """Row kernel of eq. (3) for :func:`attractor.head_loss.head_loss`: the loss above and
+    D = dL/dlogit per row, each K-wide term formed once. x0, zt (N,) int64; alpha, dalpha (N,)
+    float64, per token."""
+
+    def kernel(x, rows, scratch, out):
+        K = x.shape[-1]
+        e_buf, g_buf, tmp = scratch
+        if out is not None and out.dtype == e_buf.dtype:
+            e_buf = out                                    # D is formed in place
+        a = alpha[rows]
+        beta = K * a / (1 - a)
+        m = x.amax(dim=-1, keepdim=True).to(e_buf.dtype)
+        e = torch.sub(x, m, out=e_buf).exp_()                               # p = e / z
+        z = e.sum(-1, keepdim=True)
+        lse = (m + z.log()).squeeze(-1).double()
+        bp = torch.mul(e, beta.to(e.dtype)[:, None] / z, out=g_buf)         # beta p
+        H = torch.log1p(bp, out=tmp).sum(-1).double()
+        g = bp.div_(torch.add(bp, 1.0, out=tmp))                            # g
+        G = g.sum(-1).double()
+        i, x_ = zt[rows], x0[rows]
+        p_i = torch.exp(x.gather(-1, i[:, None])[:, 0].double() - lse)
+        p_x = torch.exp(x.gather(-1, x_[:, None])[:, 0].double() - lse)
+        loss, A, B, C = _scalar_terms(p_i, p_x, H, G, i == x_, a, dalpha[rows], K)
+        if out is None:
+            return loss
+        g_i, g_x = beta * p_i / (1 + beta * p_i), beta * p_x / (1 + beta * p_x)
+        # D = coef_p p + C g + A g_i [k = z_t] + B g_x [k = x0], coef_p = -(A g_i + B g_x + C G)
+        coef_p = -(A * g_i + B * g_x + C * G)
+        e.mul_(coef_p.to(e.dtype)[:, None] / z).addcmul_(g, C.to(e.dtype)[:, None])
+        idx = torch.arange(e.shape[0], device=e.device)
+        e.index_put_((idx, i), (A * g_i).to(e.dtype), accumulate=True)
+        e.index_put_((idx, x_), (B * g_x).to(e.dtype), accumulate=True)
+        if e is not out:
+            out.copy_(e)                                   # rounded once, to the product dtype
+        return loss
+
+    return kernel
+
+
 class _FusedNELBO(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, x0, zt, alpha, dalpha, compiled):

@@ -173,6 +173,11 @@ class DiT(nn.Module):
         shift, scale = self.adaln_final(c)[:, None].chunk(2, dim=-1)
         return modulate(self.norm_final(h), shift, scale)
 
-    def forward(self, zt: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """zt (B, L) int64, sigma (B,) float -> logits (B, L, K)."""
-        return self.output(self.features(zt, sigma))
+    def forward(self, zt: torch.Tensor, sigma: torch.Tensor, head=None) -> torch.Tensor:
+        """zt (B, L) int64, sigma (B,) float -> logits (B, L, K); or, given ``head``,
+        ``head(features, output.weight, output.bias)`` (a loss fused with the output layer,
+        :mod:`attractor.head_loss`), through whatever wraps the module (DDP, compile)."""
+        h = self.features(zt, sigma)
+        if head is None:
+            return self.output(h)
+        return head(h, self.output.weight, self.output.bias)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from attractor.config import check, setting
 from attractor.data.config import DataConfig
+from attractor.head_loss import AUTO_MIN_VOCAB, HEADS
 from attractor.model.configs import MODEL_CONFIGS, ModelConfig
 from attractor.schedule import SCHEDULES
 from attractor.train.objectives import FAMILIES
@@ -71,6 +72,10 @@ class TrainConfig:
     seed: int = setting(0, help="seed of initialisation, data order, noise and dropout")
     precision: str = setting("auto", help="auto | fp32 | bf16 (autocast; the loss in fp32)")
     compile: bool = setting(False, help="torch.compile the denoiser and the loss kernels")
+    head: str = setting("auto", help="output layer and loss: logits (the (B, L, K) logits, then "
+                        "the loss) | fused (fused with the loss, keeps only dL/dlogits) | "
+                        "recompute (fused, keeps nothing B x L x K; one more product) | auto "
+                        f"(fused from K = {AUTO_MIN_VOCAB} on, logits under --compile)")
     device: str = setting("auto", help="auto | cpu | cuda | cuda:N")
     eval_every: int = setting(500, help="steps between validation NELBOs")
     eval_sequences: int = setting(256, help="sequences per validation NELBO")
@@ -97,6 +102,9 @@ class TrainConfig:
               f"({self.grad_accum}) must divide the batch size ({self.batch_size})")
         check(self.schedule in SCHEDULES, "schedule",
               f"is {self.schedule!r}, not one of {', '.join(SCHEDULES)}")
+        check(self.head in HEADS, "head", f"is {self.head!r}, not one of {', '.join(HEADS)}")
+        check(not (self.compile and self.head in ("fused", "recompute")), "head",
+              f"{self.head} runs eagerly, not under --compile; use --head logits (or auto)")
         check(self.precision in PRECISIONS, "precision",
               f"is {self.precision!r}, not one of {', '.join(PRECISIONS)}")
         check(0.0 < self.sampling_eps < 1.0, "sampling_eps", "must lie in (0, 1)")

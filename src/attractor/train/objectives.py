@@ -11,6 +11,12 @@ Every family draws its times and corruption from the step's seeded generators, f
 global batch at once (so resume, accumulation and data parallelism stay exact), and returns
 per-token losses (B, L) in float32 or higher, even when the forward pass runs under bf16
 autocast.
+
+The loss is computed from the (B, L, K) logits (head ``logits``) or fused with the output layer
+(``fused``, ``recompute``: :mod:`attractor.head_loss`, the logits a chunk of tokens at a time);
+the fused heads give the same loss and gradients to rounding. The masked family's fused head
+forms logits only at masked positions (the others have zero loss), the autoregressive one only
+at the L - 1 positions that predict a token.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ import torch.nn.functional as F
 
 from attractor import masked
 from attractor.forward import q_xt
-from attractor.loss_fused import fused_nelbo_per_token
+from attractor.head_loss import crossentropy_rows, head_loss
+from attractor.loss_fused import fused_nelbo_per_token, nelbo_rows
 from attractor.model import DiT
 from attractor.schedule import sigma_from_alpha
 
@@ -62,6 +69,7 @@ class Objective:
     vocab_size: int                     # the tokenizer's K (the masked model has K + 1 ids)
     amp: torch.dtype | None = None      # autocast dtype of the forward pass
     compiled: bool = False              # torch.compile the uniform loss's K-wide kernels
+    head: str = "logits"                # logits | fused | recompute (head_loss.resolve_head)
 
     def corrupt(self, x0: torch.Tensor, t: torch.Tensor,
                 generator: torch.Generator) -> torch.Tensor:
@@ -78,6 +86,9 @@ class Objective:
 
         alpha = self.schedule.alpha(t)
         sigma = torch.zeros_like(alpha) if self.family == "ar" else sigma_from_alpha(alpha)
+        if self.head != "logits":
+            with autocast_context(x0.device, self.amp):
+                return net(zt, sigma, head=self._fused_head(x0, zt, alpha, t))
         with autocast_context(x0.device, self.amp):
             logits = net(zt, sigma)
         if self.family == "uniform":
@@ -87,3 +98,33 @@ class Objective:
             return masked.nelbo_per_token(logits, x0, zt, alpha, self.schedule.dalpha(t),
                                           self.vocab_size)
         return autoregressive_nll(logits, x0)
+
+    def _fused_head(self, x0: torch.Tensor, zt: torch.Tensor, alpha: torch.Tensor,
+                    t: torch.Tensor):
+        """head(h (B, L, d), weight, bias) -> the family's loss per token (B, L), through
+        :func:`attractor.head_loss.head_loss` on the positions that carry a loss."""
+        B, L = x0.shape
+        store = self.head == "fused"
+
+        def per_token(values: torch.Tensor) -> torch.Tensor:              # (B,) -> (B L,)
+            return values.to(torch.float64)[:, None].expand(B, L).reshape(-1)
+
+        def head(h, weight, bias):
+            flat = h.reshape(B * L, -1)
+            if self.family == "uniform":
+                kernel = nelbo_rows(x0.reshape(-1), zt.reshape(-1), per_token(alpha),
+                                    per_token(self.schedule.dalpha(t)))
+                return head_loss(flat, weight, bias, kernel, store).view(B, L)
+            if self.family == "masked":
+                rows = (zt.reshape(-1) == self.vocab_size).nonzero()[:, 0]
+                w = per_token(-self.schedule.dalpha(t) / (1.0 - alpha))[rows]
+                kernel = crossentropy_rows(x0.reshape(-1)[rows], w, excluded=self.vocab_size)
+                loss = head_loss(flat[rows], weight, bias, kernel, store)
+                return loss.new_zeros(B * L).index_put((rows,), loss).view(B, L)
+            kernel = crossentropy_rows(x0[:, 1:].reshape(-1),
+                                       torch.ones(B * (L - 1), dtype=torch.float64,
+                                                  device=x0.device))
+            loss = head_loss(h[:, :-1].reshape(B * (L - 1), -1), weight, bias, kernel, store)
+            return torch.cat([loss.new_zeros(B, 1), loss.view(B, L - 1)], dim=1)
+
+        return head

@@ -26,8 +26,9 @@ import attractor
 from attractor import artifacts, budget
 from attractor.config import differences, to_dict
 from attractor.data import Dataset, build_dataset
-from attractor.device import join_process_group, resolve_device, resolve_precision
+from attractor.device import join_process_group, keep_freed_memory, resolve_device, resolve_precision
 from attractor.errors import UserError
+from attractor.head_loss import resolve_head
 from attractor.io import append_jsonl, write_json, write_jsonl
 from attractor.lock import hold, output_dir
 from attractor.loss import stratified_times
@@ -45,7 +46,7 @@ from attractor.train.loop import (
     learning_rate,
     step_generator,
 )
-from attractor.train.objectives import Objective, build_model, mask_id
+from attractor.train.objectives import Objective, build_model, mask_id, model_vocab
 
 
 @dataclass(frozen=True)
@@ -166,13 +167,16 @@ def _train_locked(cfg: TrainConfig, run_dir: str | Path, resume: bool, progress:
                   data: Dataset | None, cache_dir: str | Path | None) -> dict:
     run_dir = Path(run_dir)
     dist, device = _setup_distributed(resolve_device(cfg.device))
+    if device.type == "cpu":
+        keep_freed_memory()
     if dist.main:
         prepare_run_dir(run_dir, cfg, resume)
     data = data or build_dataset(cfg.data, cache_dir=cache_dir)
     train_ids = data.train_ids(fraction=cfg.fraction, num_train=cfg.num_train)
     amp = resolve_precision(cfg.precision, device)
+    head = resolve_head(cfg.head, model_vocab(cfg.family, data.vocab_size), cfg.compile)
     objective = Objective(cfg.family, get_schedule(cfg.schedule), data.vocab_size, amp,
-                          cfg.compile)
+                          cfg.compile, head)
     job = TrainJob(cfg, run_dir, data, data.sequences[train_ids], loss_mask(data, cfg)[train_ids],
                    device, dist, amp, objective)
     if (cfg.batch_size // cfg.grad_accum) % dist.world or job.per_rank == 0:
