@@ -255,7 +255,7 @@ print(usage.ru_minflt - before, usage.ru_maxrss)
 def test_kept_freed_memory_is_not_faulted_in_again(head):
     """Training steps with keep_freed_memory reuse freed memory without page faults, at about
     the same peak memory; without it (ATTRACTOR_MALLOC=system) every step faults its large
-    temporaries in again (10 steps: 8-10 faults against 350,000-670,000 here)."""
+    temporaries in again (10 steps: 8-10 faults against 350,000-670,000 on a quiet machine)."""
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ATTRACTOR_MALLOC")}
     runs = {}
     for mode, extra in (("keep", {}), ("system", {"ATTRACTOR_MALLOC": "system"})):
@@ -264,5 +264,6 @@ def test_kept_freed_memory_is_not_faulted_in_again(head):
         assert done.returncode == 0, done.stderr[-2000:]
         runs[mode] = [int(v) for v in done.stdout.split()[-2:]]
     (faults, rss), (faults_system, rss_system) = runs["keep"], runs["system"]
-    assert faults < 1000 and faults_system > 10 * 16384      # 10 steps x one 64 MiB tensor
+    # a busy machine's reclaim adds some faults either way (12,000 seen under the parallel suite)
+    assert faults_system > 10 * 16384 and 10 * faults < faults_system  # 10 x one 64 MiB tensor
     assert rss < 1.25 * rss_system

@@ -115,16 +115,22 @@ class _Workspace:
 _WORKSPACE = _Workspace()
 
 
+def _chunk_buffers(N: int, K: int, rows: int, dtype, device):
+    """One (rows, K) logits buffer in the product dtype and the row kernels' three scratch
+    buffers of a cache-sized slice in the working dtype (float32 or higher)."""
+    work = torch.promote_types(dtype, torch.float32)
+    sub = min(rows, N, max(1, KERNEL_CHUNK_ELEMENTS // K))
+    return (torch.empty(min(rows, N), K, dtype=dtype, device=device),
+            [torch.empty(sub, K, dtype=work, device=device) for _ in range(3)])
+
+
 def _forward(h, weight, bias, kernel, plan, ctx):
     """Per-token loss (N,) float64; when ``need_grad`` and storing, D (N, K) in the product
     dtype (else None); the weight in the product dtype."""
     dtype, rows, store, need_grad = plan
     N, K = h.shape[0], weight.shape[0]
-    work = torch.promote_types(dtype, torch.float32)
     w, b = weight.to(dtype), bias.to(dtype)
-    logits = torch.empty(min(rows, N), K, dtype=dtype, device=h.device)
-    scratch = [torch.empty(min(rows, N, max(1, KERNEL_CHUNK_ELEMENTS // K)), K, dtype=work,
-                           device=h.device) for _ in range(3)]
+    logits, scratch = _chunk_buffers(N, K, rows, dtype, h.device)
     D = _WORKSPACE.take((N, K), dtype, h.device, ctx) if need_grad and store else None
     loss = torch.empty(N, dtype=torch.float64, device=h.device)
     for sl in _token_chunks(N, rows):
@@ -161,10 +167,8 @@ def _backward_recompute(h, weight, bias, kernel, plan, g):
     dh = torch.empty(N, d, dtype=acc, device=h.device)
     dW = torch.zeros(K, d, dtype=acc, device=h.device)
     db = torch.zeros(K, dtype=acc, device=h.device)
-    logits = torch.empty(min(rows, N), K, dtype=dtype, device=h.device)
+    logits, scratch = _chunk_buffers(N, K, rows, dtype, h.device)
     D = torch.empty_like(logits)
-    scratch = [torch.empty(min(rows, N, max(1, KERNEL_CHUNK_ELEMENTS // K)), K, dtype=work,
-                           device=h.device) for _ in range(3)]
     for sl in _token_chunks(N, rows):
         n = sl.stop - sl.start
         hb = h[sl].to(dtype)
