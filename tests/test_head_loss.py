@@ -50,10 +50,13 @@ def _value_and_grads(fn, params, rest, weights, amp=False):
     return loss.detach(), grads
 
 
+@pytest.mark.parametrize("slices", [None, 3])                # the kernel on slices of 3 rows
 @pytest.mark.parametrize("store", [True, False])
 @pytest.mark.parametrize("chunk", [37, 1, 4, 10, 100])       # whole, divides N or not, > N
-def test_float64_matches_the_logits_path(gen, chunk, store):
+def test_float64_matches_the_logits_path(gen, chunk, store, slices, monkeypatch):
     params, rest = _case(gen)
+    if slices:
+        monkeypatch.setattr(hl, "KERNEL_CHUNK_ELEMENTS", slices * params[1].shape[0])
     w = torch.rand(rest[0].shape, generator=gen, dtype=torch.float64)
     ref, ref_grads = _value_and_grads(_logits_path, params, rest, w)
     out, grads = _value_and_grads(_fused(chunk, store), params, rest, w)
@@ -231,6 +234,35 @@ def test_d_is_reused_across_steps_and_never_shared(gen):
     for p, e in zip(params, expected, strict=True):
         torch.testing.assert_close(p.grad, 3 * e)
     assert hl._WORKSPACE.holder is None
+    fewer = [p.detach()[:25].clone().requires_grad_(True) if i == 0 else p
+             for i, p in enumerate(params)]                    # fewer rows (masked): a slice
+    head_loss(*fewer, nelbo_rows(*(v[:25] for v in rest)), True, 8).sum().backward()
+    assert hl._WORKSPACE.tensor.data_ptr() == first
+    hl.release_workspace()
+    assert hl._WORKSPACE.tensor is None
+
+
+def test_the_memory_check_counts_what_each_head_keeps(monkeypatch):
+    """A step refused with the logits or D counted passes where the head keeps neither (the
+    masked family's D may cover no position, so it is not counted)."""
+    from attractor import budget
+    from attractor.train.config import TrainConfig
+
+    def cfg(family, head):
+        return TrainConfig(family=family, head=head, model_name="tiny", batch_size=64,
+                           precision="fp32", device="cpu")
+
+    K = 50_257
+    low = budget.training_step_bytes(cfg("uniform", "recompute"), K, head="recompute")
+    monkeypatch.setattr(budget, "device_memory", lambda device: low + 2**20)   # + K + 1 ids
+    for family, head, refused in (("uniform", "recompute", False), ("uniform", "fused", True),
+                                  ("uniform", "logits", True), ("masked", "fused", False),
+                                  ("masked", "logits", True)):
+        if refused:
+            with pytest.raises(UserError, match="needs about"):
+                budget.check_training(cfg(family, head), K, torch.device("cpu"))
+        else:
+            budget.check_training(cfg(family, head), K, torch.device("cpu"))
 
 
 def test_rejects_mismatched_shapes_and_unknown_heads(gen):

@@ -84,13 +84,18 @@ def training_step_bytes(cfg, vocab_size: int, world: int = 1, head: str = "logit
 
 
 def check_training(cfg, vocab_size: int, device, world: int = 1) -> None:
-    """Refuse a training config whose single step cannot fit on ``device``."""
+    """Refuse a training config whose single step cannot fit on ``device``; ``vocab_size`` is
+    the tokenizer's K (the masked model has one id more)."""
     from attractor.device import resolve_precision
     from attractor.head_loss import resolve_head
+    from attractor.train.objectives import model_vocab
 
-    head = resolve_head(cfg.head, vocab_size, cfg.compile)
+    K = model_vocab(cfg.family, vocab_size)
+    head = resolve_head(cfg.head, K, cfg.compile)
+    if cfg.family == "masked" and head == "fused":
+        head = "recompute"           # D only at masked positions, as few as none: no lower bound
     product_bytes = 2 if resolve_precision(cfg.precision, device) is not None else 4
-    need = training_step_bytes(cfg, vocab_size, world, head, product_bytes)
+    need = training_step_bytes(cfg, K, world, head, product_bytes)
     require_fits(f"one training step of batch {cfg.batch_size} (L = {cfg.data.block_length}, "
                  f"K = {vocab_size}, model {cfg.model_name})", need, device_memory(device),
                  "lower --batch-size or --block-length, or raise --grad-accum")

@@ -7,7 +7,7 @@ gradient D_n = d loss_n / d x_n (``nelbo_rows`` in :mod:`attractor.loss_fused` f
 the (N, K) logits:
 
     forward:   x_c = h_c W^T + b             (c: a chunk of tokens, one (c, K) buffer for all)
-               loss_c, D_c = kernel(x_c)     (D per unit upstream gradient, formed in float32)
+               loss_c, D_c = kernel(x_c)     (D per unit upstream gradient, in float32 or higher)
     backward:  with g = dL/d loss (N,):   dh = g * (D W),   dW = D^T (g * h),   db = D^T g
 
 Two ways to get D into the backward pass:
@@ -100,19 +100,29 @@ class _Workspace:
             return torch.empty(shape, dtype=dtype, device=device)
         if self.holder is not None and self.holder() is not None:
             return torch.empty(shape, dtype=dtype, device=device)
-        t = self.tensor
-        if t is None or t.shape != shape or t.dtype != dtype:
+        t, (n, K) = self.tensor, shape
+        if t is None or t.shape[0] < n or t.shape[1] != K or t.dtype != dtype:
             self.tensor = t = None                     # the old one goes before the new comes
             t = self.tensor = torch.empty(shape, dtype=dtype, device=device)
         self.holder = weakref.ref(ctx)
-        return t
+        return t[:n]                    # rows vary from step to step in the masked family
 
     def give_back(self, ctx) -> None:
         if self.holder is not None and self.holder() is ctx:
             self.holder = None
 
+    def release(self) -> None:
+        """Free the kept tensor (a finished run's D is not kept for the next one)."""
+        if self.holder is None or self.holder() is None:
+            self.tensor, self.holder = None, None
+
 
 _WORKSPACE = _Workspace()
+
+
+def release_workspace() -> None:
+    """Free the fused head's kept D (the trainer calls this when a run ends)."""
+    _WORKSPACE.release()
 
 
 def _chunk_buffers(N: int, K: int, rows: int, dtype, device):

@@ -28,7 +28,7 @@ from attractor.config import differences, to_dict
 from attractor.data import Dataset, build_dataset
 from attractor.device import join_process_group, keep_freed_memory, resolve_device, resolve_precision
 from attractor.errors import UserError
-from attractor.head_loss import resolve_head
+from attractor.head_loss import release_workspace, resolve_head
 from attractor.io import append_jsonl, write_json, write_jsonl
 from attractor.lock import hold, output_dir
 from attractor.loss import stratified_times
@@ -200,7 +200,10 @@ def _train_locked(cfg: TrainConfig, run_dir: str | Path, resume: bool, progress:
         state.net = torch.nn.parallel.DistributedDataParallel(state.model)
     if cfg.compile:                 # checkpoints keep the plain module's parameter names
         state.net = torch.compile(state.net)
-    return _run_loop(job, state, progress)
+    try:
+        return _run_loop(job, state, progress)
+    finally:
+        release_workspace()             # the fused head's D is not kept past the run
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
