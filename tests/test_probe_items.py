@@ -206,12 +206,16 @@ def test_keys_that_agree_in_their_low_32_bits_get_different_streams():
     assert streams.item_key(7) != streams.item_key(7, 0)
 
 
-def test_a_whole_last_line_that_lost_its_newline_is_kept(tmp_path):
-    run = _run(tmp_path, "uniform")
-    name = "entropy"
+def _one_shard(tmp_path, name, chunk, run=None):
+    """A probe of a uniform run computed into its store; the path of its one shard."""
+    run = run or _run(tmp_path, "uniform")
     store = items.Store(run.directory, name)
-    _result(name, run, 256, store=store)
-    shard = store.path / "rank-0.jsonl"
+    _result(name, run, chunk, store=store)
+    return store.path / "rank-0.jsonl"
+
+
+def test_a_whole_last_line_that_lost_its_newline_is_kept(tmp_path):
+    shard = _one_shard(tmp_path, "entropy", 256)
     shard.write_bytes(shard.read_bytes().rstrip(b"\n"))          # one whole chunk, no newline
     items._drop_torn_tail(shard)
     assert shard.read_bytes().endswith(b"}\n") and len(artifacts.probe_shard(shard)) == 1
@@ -220,14 +224,11 @@ def test_a_whole_last_line_that_lost_its_newline_is_kept(tmp_path):
 def test_damaged_shards_are_one_line_and_overwrite_discards_them(tmp_path):
     from attractor.errors import UserError
 
-    run = _run(tmp_path, "uniform")
-    name = "recovery_stochastic"
-    store = items.Store(run.directory, name)
-    _result(name, run, 4, store=store)
-    shard = store.path / "rank-0.jsonl"
+    run, name = _run(tmp_path, "uniform"), "recovery_stochastic"
+    shard = _one_shard(tmp_path, name, 4, run)
     lines = shard.read_bytes().split(b"\n")
     shard.write_bytes(b"\n".join([lines[0], b"{not json", *lines[1:]]))
     with pytest.raises(UserError, match="pass --overwrite to discard"):
-        _result(name, run, 4, store=store)
+        _result(name, run, 4, store=items.Store(run.directory, name))
     fresh = _result(name, run, 4, store=items.Store(run.directory, name, replace=True))
     assert _same(fresh.rows, _result(name, run, 4).rows)

@@ -62,7 +62,7 @@ def resolve_head(head: str, vocab: int, compiled: bool) -> str:
 
 def default_chunk_tokens(vocab: int, device_type: str) -> int:
     """Tokens per chunk: HEAD_CHUNK_ELEMENTS[device] // K, at least 1."""
-    return max(1, HEAD_CHUNK_ELEMENTS.get(device_type, 1 << 24) // vocab)
+    return max(1, HEAD_CHUNK_ELEMENTS.get(device_type, HEAD_CHUNK_ELEMENTS["cpu"]) // vocab)
 
 
 def _token_chunks(n: int, rows: int):
@@ -151,9 +151,9 @@ def _forward(h, weight, bias, kernel, plan, ctx):
 
 def _products(D, g, hb, w):
     """dh (n, d), dW (K, d) and db (K,) of one block of rows: g * (D W), D^T (g * h) and D^T g,
-    the products in D's dtype. g is split as s r with
-    s = max |g|, so that a constant g (the usual mean over tokens) enters the bf16 products
-    exactly (r = 1) and s is applied in float32 or higher."""
+    the products in D's dtype. g is split as s r with s = max |g|, so that a constant g (the
+    usual mean over tokens) enters the bf16 products exactly (r = 1) and s is applied in float32
+    or higher."""
     s = g.abs().amax() if g.numel() else g.new_ones(())
     s = s.clamp_min(torch.finfo(g.dtype).tiny)
     r = (g / s).to(D.dtype)
