@@ -3,7 +3,7 @@ import torch
 
 from attractor.errors import UserError
 from attractor.loss import nelbo_per_token
-from attractor.model import DiT, ModelConfig, count_parameters, get_model_config
+from attractor.model import DiT, ModelConfig, count_parameters, dit, get_model_config
 
 
 def tiny_model(K=13, **kw):
@@ -86,6 +86,30 @@ def test_dropout_is_active_in_train_mode_only(gen):
     assert not torch.equal(model(zt, s), model(zt, s))
 
 
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_dropout_keeps_each_entry_with_probability_one_minus_p(p, dtype):
+    """Inverted dropout: entries are 0 or x / (1 - p); the dropped share is Binomial(n, p')
+    with p' = round(p 2^16) / 2^16, the gradient is the same mask and scale, a seed repeats it."""
+    x = torch.rand(64, 129, 33, generator=torch.Generator().manual_seed(1)).add_(0.5).to(dtype)
+    x.requires_grad_(True)
+    torch.manual_seed(3)
+    y = dit.dropout(x, p, True)
+    keep = y != 0
+    scale = 1 / (1 - round(p * 2**16) / 2**16)
+    torch.testing.assert_close(y[keep], x[keep] * torch.tensor(scale, dtype=dtype))
+    n = x.numel()
+    dropped = n - int(keep.sum())
+    assert abs(dropped - n * p) <= 5 * (n * p * (1 - p)) ** 0.5
+    per_lane = (~keep).reshape(-1, 4).float().mean(0)     # the four 16-bit lanes of one word
+    assert float((per_lane - p).abs().max()) <= 5 * (4 * p * (1 - p) / n) ** 0.5
+    (grad,) = torch.autograd.grad(y.float().sum(), x)
+    assert torch.equal(grad, torch.where(keep, torch.tensor(scale, dtype=dtype), 0).to(dtype))
+    torch.manual_seed(3)
+    assert torch.equal(dit.dropout(x, p, True), y)
+    assert dit.dropout(x, p, False) is x and dit.dropout(x, 0.0, True) is x
+
+
 def test_unknown_or_bad_config_is_a_user_error():
     with pytest.raises(UserError, match="not one of nano"):
         get_model_config("huge")
@@ -107,3 +131,40 @@ def test_explicit_bf16_attention_matches_the_fused_kernel(gen):
     ref.square().sum().backward()
     for a, b in zip(low, (q, k, v), strict=True):
         torch.testing.assert_close(a.grad.float(), b.grad, atol=5e-2, rtol=5e-2)
+
+
+def test_rotary_in_float32_of_bf16_inputs_is_the_rotation_of_their_values(gen):
+    """bf16 queries rotated in float32 (what the explicit attention consumes) equal the float32
+    rotation of the same values exactly; explicit attention takes such queries unchanged."""
+    from attractor.model.dit import apply_rotary, attention, explicit_attention, rotary_tables
+
+    x = torch.randn(2, 3, 16, 8, generator=gen).bfloat16()
+    cos, sin = rotary_tables(16, 8, "cpu")
+    out = apply_rotary(x, cos, sin, torch.float32)
+    assert out.dtype == torch.float32 and torch.equal(out, apply_rotary(x.float(), cos, sin))
+    assert apply_rotary(x, cos, sin).dtype == torch.bfloat16
+    # a rotation keeps each half-pair's norm
+    pairs = lambda y: y[..., :4].square() + y[..., 4:].square()          # noqa: E731
+    torch.testing.assert_close(pairs(out), pairs(x.float()))
+    v = torch.randn(2, 3, 16, 8, generator=gen).bfloat16()
+    assert explicit_attention(v) and not explicit_attention(v.float())
+    low = out.bfloat16()
+    torch.testing.assert_close(attention(out, out, v).float(), attention(low, low, v).float(),
+                               atol=2e-2, rtol=2e-2)
+
+
+def test_adaln_keeps_float32_bits_and_fuses_bf16(gen):
+    """LN(x) w (1 + scale) + shift: in float32 exactly the unfused products (float32 runs are
+    unchanged); with bf16 shift and scale (autocast) the one-pass form, equal to rounding."""
+    from attractor.model.dit import LayerNormNoBias
+
+    norm = LayerNormNoBias(16)
+    with torch.no_grad():
+        norm.weight.normal_(generator=gen)
+    x = torch.randn(3, 5, 16, generator=gen)
+    shift, scale = torch.randn(3, 1, 16, generator=gen), torch.randn(3, 1, 16, generator=gen)
+    assert torch.equal(norm.modulated(x, shift, scale), norm(x) * (1 + scale) + shift)
+    low = norm.modulated(x, shift.bfloat16(), scale.bfloat16())
+    ref = norm(x) * (1 + scale.bfloat16()) + shift.bfloat16()          # the unfused products
+    assert low.dtype == torch.float32
+    torch.testing.assert_close(low, ref, rtol=1e-5, atol=1e-5)

@@ -57,6 +57,18 @@ def test_fused_gradcheck(gen):
     assert torch.autograd.gradcheck(lambda z: fused_nelbo_per_token(z, *case[1:]), (logits,))
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_without_a_gradient_the_loss_is_unchanged(gen, dtype, monkeypatch):
+    """Evaluation (no gradient wanted) skips G, a sum that only the backward pass uses: the
+    loss is bit-for-bit the loss of a differentiable call."""
+    monkeypatch.setattr(loss_fused, "CHUNK_ELEMENTS", 4 * 301)
+    case = _case(gen, 301, dtype)
+    with torch.no_grad():
+        evaluated = fused_nelbo_per_token(*case)
+    trained = fused_nelbo_per_token(case[0].clone().requires_grad_(True), *case[1:])
+    assert torch.equal(evaluated, trained.detach())
+
+
 @pytest.mark.slow
 def test_compiled_kernels_give_the_same_loss_and_gradient(gen):
     """torch.compile of the K-wide kernels changes speed, not results (first call compiles)."""

@@ -41,6 +41,9 @@ def test_entropy_matches_float64_brute_force(K, scale, chunk_bytes):
     logp = logits.double().log_softmax(-1)
     brute = -(logp.exp() * logp).sum(-1)
     torch.testing.assert_close(entropy(logits, chunk_bytes), brute, rtol=1e-5, atol=1e-7)
+    h, log_z = softmax_rows.entropy_and_log_normalizer(logits, chunk_bytes)
+    assert torch.equal(h, entropy(logits, chunk_bytes))
+    torch.testing.assert_close(log_z, logits.double().logsumexp(-1), rtol=1e-6, atol=1e-6)
 
 
 def test_entropy_limits_and_minus_infinity():
@@ -49,6 +52,7 @@ def test_entropy_limits_and_minus_infinity():
     peaked = torch.full((1, K), float("-inf"))
     peaked[0, 3] = 0.0
     assert entropy(peaked).item() == 0.0                   # 0 log 0 = 0, not NaN
+    assert softmax_rows.entropy_and_log_normalizer(peaked)[1].item() == 0.0
     two = torch.full((1, K), float("-inf"))
     two[0, :2] = 1.5
     assert entropy(two).item() == pytest.approx(math.log(2), abs=1e-7)
@@ -75,6 +79,18 @@ def test_bf16_logits_give_the_statistics_of_their_float32_values():
     for name in ("log_z", "at_index", "best_other"):
         torch.testing.assert_close(getattr(a, name), getattr(b, name))
     torch.testing.assert_close(entropy(logits, 256), entropy(logits.float(), 256))
+
+
+def test_shifting_bf16_rows_is_exact():
+    """The convert-then-reduce path for bf16 chunks gives the float32 path's numbers exactly."""
+    logits = _logits((6,), 77, 5.0, seed=4).bfloat16()
+    logits[1, 3] = float("-inf")
+    out_low, out_ref = torch.empty(6, 77), torch.empty(6, 77)
+    m_low = softmax_rows.shift_by_row_max(logits, out_low)
+    m_ref = softmax_rows.shift_by_row_max(logits.float(), out_ref)
+    assert torch.equal(m_low, m_ref) and torch.equal(out_low, out_ref)
+    assert torch.equal(m_ref[:, 0], logits.float().amax(-1))
+    assert float(out_ref.amax()) == 0.0 and out_ref[1, 3] == float("-inf")
 
 
 @pytest.mark.parametrize("chunk_bytes", [16, 1 << 22])
@@ -133,6 +149,9 @@ def test_a_row_shared_by_every_position_gives_the_statistics_of_its_copies():
                                softmax_rows.log_normalizer(copy), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(softmax_rows.entropy(shared), softmax_rows.entropy(copy),
                                rtol=1e-12, atol=1e-12)
+    for u, v in zip(softmax_rows.entropy_and_log_normalizer(shared),
+                    softmax_rows.entropy_and_log_normalizer(copy), strict=True):
+        torch.testing.assert_close(u, v, rtol=1e-12, atol=1e-12)
     assert torch.equal(softmax_rows.argmax(shared), copy.argmax(-1))
 
 

@@ -86,9 +86,8 @@ class Uniform:
     def clean_scores(self, denoiser, x, real, t: float, max_rows: int):
         tt = torch.full((len(x),), t, dtype=torch.float64, device=x.device)
         logits = denoiser(x, _sigma(self.schedule, tt))
-        log_p = (logits.gather(-1, x.unsqueeze(-1)).squeeze(-1).double()
-                 - softmax_rows.log_normalizer(logits))
-        return softmax_rows.entropy(logits), log_p
+        h, log_z = softmax_rows.entropy_and_log_normalizer(logits)
+        return h, logits.gather(-1, x.unsqueeze(-1)).squeeze(-1).double() - log_z
 
     def nelbo(self, denoiser, x, real, samples: int, generator):
         t = _repeat_times(len(x), samples, generator, x.device)
@@ -215,9 +214,8 @@ class Autoregressive:
 
     def clean_scores(self, denoiser, x, real, t: float, max_rows: int):
         logits = _next_token(denoiser, x)
-        log_p = (logits.gather(-1, x.unsqueeze(-1)).squeeze(-1).double()
-                 - softmax_rows.log_normalizer(logits))
-        h = softmax_rows.entropy(logits)
+        h, log_z = softmax_rows.entropy_and_log_normalizer(logits)
+        log_p = logits.gather(-1, x.unsqueeze(-1)).squeeze(-1).double() - log_z
         h[:, 0], log_p[:, 0] = 0.0, 0.0           # the first token is given, not predicted
         return h, log_p
 

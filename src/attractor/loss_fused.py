@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import torch
 
+from attractor.softmax_rows import shift_by_row_max
+
 # Tokens per chunk x K: 4 MiB of float32 per temporary, small enough for any allocator to reuse
 # (larger blocks are mmap-ed afresh and page-fault on every step with glibc malloc).
 CHUNK_ELEMENTS = 1 << 20
@@ -49,13 +51,17 @@ def _grad_kernel(logits, lse, beta, coef_p, coef_g, hot):
     return (p * coef_p[:, None] + bp / (1 + bp) * coef_g[:, None] + hot).to(logits.dtype)
 
 
-def _stats_chunk(x, beta, b1, b2):
+def _stats_chunk(x, beta, b1, b2, with_g: bool = True):
     """:func:`_stats_kernel` on one chunk in two preallocated (n, K) buffers of the working dtype,
-    with no allocation: p = exp(x - m) / Z, h = log1p(beta p), g = beta p / (1 + beta p)."""
-    m = x.amax(dim=-1, keepdim=True).to(b1.dtype)
-    torch.sub(x, m, out=b1).exp_()                                       # exp(x - m)
+    with no allocation: p = exp(x - m) / Z, h = log1p(beta p), g = beta p / (1 + beta p). Without
+    ``with_g`` (no gradient wanted: G only enters the backward pass) G is None and three K-wide
+    passes are saved."""
+    m = shift_by_row_max(x, b1)
+    b1.exp_()                                                            # exp(x - m)
     z = b1.sum(-1, keepdim=True)
     b1.mul_(beta[:, None] / z)                                           # beta p
+    if not with_g:
+        return (m + z.log()).squeeze(-1), None, b1.log1p_().sum(-1)
     h_sum = torch.log1p(b1, out=b2).sum(-1)
     g_sum = b1.div_(torch.add(b1, 1.0, out=b2)).sum(-1)
     return (m + z.log()).squeeze(-1), g_sum, h_sum
@@ -121,8 +127,8 @@ def nelbo_rows(x0: torch.Tensor, zt: torch.Tensor, alpha: torch.Tensor, dalpha: 
             e_buf = out                                    # D is formed in place
         a = alpha[rows]
         beta = K * a / (1 - a)
-        m = x.amax(dim=-1, keepdim=True).to(e_buf.dtype)
-        e = torch.sub(x, m, out=e_buf).exp_()                               # p = e / z
+        m = shift_by_row_max(x, e_buf)
+        e = e_buf.exp_()                                                    # p = e / z
         z = e.sum(-1, keepdim=True)
         lse = (m + z.log()).squeeze(-1).double()
         bp = torch.mul(e, beta.to(e.dtype)[:, None] / z, out=g_buf)         # beta p
@@ -156,18 +162,22 @@ class _FusedNELBO(torch.autograd.Function):
         work = torch.promote_types(logits.dtype, torch.float32)          # bf16 logits: float32
         lse = torch.empty(N, dtype=work, device=logits.device)
         H = torch.empty(N, dtype=torch.float64, device=logits.device)
-        G = torch.empty(N, dtype=torch.float64, device=logits.device)
+        G = torch.zeros(N, dtype=torch.float64, device=logits.device)
         beta_w = (K * alpha / (1 - alpha)).to(work)
         stats = _compiled_kernels()[0] if compiled else None
         bufs = None if compiled else _buffers(N, K, work, logits.device)
+        with_g = ctx.needs_input_grad[0]                 # G is needed by the backward pass only
         for sl in _chunks(N, K, whole=compiled):
             # G and H are row sums of non-negative terms: exact to ~1e-7 relative in float32
             if compiled:
                 lse[sl], g_sum, h_sum = stats(logits[sl], beta_w[sl])
             else:
                 n = sl.stop - sl.start
-                lse[sl], g_sum, h_sum = _stats_chunk(logits[sl], beta_w[sl], *(b[:n] for b in bufs))
-            G[sl], H[sl] = g_sum.double(), h_sum.double()
+                lse[sl], g_sum, h_sum = _stats_chunk(logits[sl], beta_w[sl],
+                                                     *(b[:n] for b in bufs), with_g=with_g)
+            H[sl] = h_sum.double()
+            if g_sum is not None:
+                G[sl] = g_sum.double()
         logit_i = logits.gather(-1, zt[:, None])[:, 0].double()
         logit_x = logits.gather(-1, x0[:, None])[:, 0].double()
         p_i, p_x = torch.exp(logit_i - lse.double()), torch.exp(logit_x - lse.double())

@@ -162,7 +162,7 @@ def leave_one_out(denoiser: Denoiser, x: torch.Tensor, real: torch.Tensor, mask_
         tt = torch.full((len(r),), t, dtype=torch.float64, device=x.device)
         logits = _logits(denoiser, z, tt, schedule, mask_id)
         at = logits[torch.arange(len(r), device=x.device), c]               # (n, K)
-        entropy[r, c] = softmax_rows.entropy(at)
-        log_p[r, c] = (at.gather(-1, x[r, c].unsqueeze(-1)).squeeze(-1).double()
-                       - softmax_rows.log_normalizer(at))
+        h, log_z = softmax_rows.entropy_and_log_normalizer(at)
+        entropy[r, c] = h
+        log_p[r, c] = at.gather(-1, x[r, c].unsqueeze(-1)).squeeze(-1).double() - log_z
     return entropy, log_p
