@@ -42,7 +42,8 @@ STAGES = ("train", "probes", "cli", "peer")
 SIZES = {
     False: {"train": ["--configs", "tiny:50258", "small:50258", "--precisions", "bf16", "fp32",
                       "--losses", "auto", "logits", "recompute", "reference", "--batch", "64",
-                      "--length", "128", "--steps", "10", "--warmup", "3", "--allocators", "glibc"],
+                      "--length", "128", "--steps", "10", "--warmup", "3", "--allocators", "glibc",
+                      "--rounds", "1"],
             "probes": ["--model", "tiny", "--tokenizer", "gpt2", "--sequences", "32"],
             "cli": ["--model", "tiny", "--tokenizer", "gpt2", "--block-length", "128",
                     "--corpus-size", "3000", "--num-train", "2048", "--test-size", "64",

@@ -1,9 +1,10 @@
 """Probe throughput: sequences per second and the share of wall time in denoiser forward passes.
 
-Trains a `tiny` model for a few steps on the synthetic corpus with the GPT-2 tokenizer (K = 50258,
-L = 128, so the per-step posterior work is as large as in the paper's setting), then times the
-probes at each precision of the denoiser's forward pass (fp32, bf16 autocast), on CUDA when
-there is one (``--device``). Writes benchmarks/results/probe_throughput.json.
+Trains a `tiny` model for a few steps (in a child process) on the synthetic corpus with the
+GPT-2 tokenizer (K = 50258, L = 128, so the per-step posterior work is as large as in the
+paper's setting), then times the probes at each precision of the denoiser's forward pass
+(fp32, bf16 autocast), on CUDA when there is one (``--device``). Writes
+benchmarks/results/probe_throughput.json.
 
     python benchmarks/probe_throughput.py [--model tiny] [--tokenizer gpt2] [--sequences 32]
                                           [--precisions fp32,bf16] [--device auto]
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import resource
@@ -52,7 +54,7 @@ def main() -> None:
             "data": {"tokenizer": args.tokenizer, "block_length": args.block_length,
                      "corpus_size": args.corpus_size,
                      "test_size": min(256, args.corpus_size // 4)}})
-        train(cfg, Path(tmp) / "run", progress=False)
+        _train_in_a_child(train, cfg, Path(tmp) / "run")
         for precision in args.precisions.split(","):
             run = load_run(Path(tmp) / "run", device=args.device, precision=precision)
             rows += _time_probes(run, args, precision)
@@ -68,6 +70,17 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
+
+
+def _train_in_a_child(train, cfg, path: Path) -> None:
+    """Train the probed model in a child process: this process's peak memory and malloc settings
+    are then the probes' own, as in ``attractor probe``, which trains nothing."""
+    child = multiprocessing.get_context("spawn").Process(target=train, args=(cfg, path),
+                                                         kwargs={"progress": False})
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise SystemExit(f"training the probed model failed (exit code {child.exitcode})")
 
 
 def _time_probes(run, args, precision: str) -> list[dict]:

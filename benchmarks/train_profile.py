@@ -111,7 +111,7 @@ def profile_one(model_name: str, vocab: int, precision: str, batch: int, length:
         elif "attention" in e.key:
             split["attention"] += seconds
     split["everything else"] = total - sum(split.values())
-    top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:12]
+    top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:int(os.environ.get("TOPN", 12))]
     tokens = batch * length
     return {
         "model": model_name, "vocab": vocab, "precision": precision, "head": head, "batch": batch,

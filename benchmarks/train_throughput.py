@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -187,6 +188,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--length", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2, help="passes over all configs")
     parser.add_argument("--peak-size", type=int, default=2048, help="n of the n^3 peak products")
     parser.add_argument("--peak-seconds", type=float, default=2.0)
     parser.add_argument("--out", default=str(RESULTS / "train_throughput.json"))
@@ -233,27 +235,44 @@ def _peaks(args, before: dict | None = None) -> dict:
 
 
 def measure_all(args) -> tuple[list[dict], dict]:
+    """Every config x variant once per round, in reverse order every other round; a row holds
+    the median over rounds and each round's tokens/s (the host's speed drifts between runs)."""
     variants = [(p, loss, alloc, comp) for p in args.precisions for loss in args.losses
                 for alloc in args.allocators for comp in ([0, 1] if args.compile else [0])]
-    peaks, rows = _peaks(args), []
-    for spec in args.configs:
-        for precision, loss, alloc, comp in variants:
+    jobs = [(spec, *v) for spec in args.configs for v in variants]
+    peaks, runs = _peaks(args), {}
+    for r in range(args.rounds):
+        for spec, precision, loss, alloc, comp in (jobs if r % 2 == 0 else jobs[::-1]):
             env = _child_env(alloc)
             if env is None:
                 print(f"skipping {alloc}: not installed")
                 continue
             row = run_child(args, f"{spec}:{precision}:{loss}:{comp}", env)
-            _add_mfu(row, peaks)
-            rows.append(row)
-            print(f"{spec:12s} {precision} {loss:10s} {alloc:8s} compile={comp} "
+            runs.setdefault((spec, precision, loss, alloc, comp), []).append(row)
+            print(f"round {r + 1}: {spec:12s} {precision} {loss:10s} {alloc:8s} compile={comp} "
                   f"dropout={row['dropout']}: {row['tokens_per_s']:8.0f} tok/s  "
-                  f"MFU {row['mfu_vs_bf16_peak']:.1%} of bf16 peak, "
-                  f"{row['mfu_vs_fp32_peak']:.1%} of fp32 peak  "
                   f"peak RSS {row['peak_rss_gib']:.2f} GiB", flush=True)
     peaks = _peaks(args, peaks)
+    rows = [_median_row(runs[job]) for job in jobs if job in runs]
     for row in rows:
         _add_mfu(row, peaks)
+        print(f"{row['model']}:{row['vocab']} {row['precision']} {row['loss']:10s} "
+              f"compile={int(row['compile'])}: {row['tokens_per_s']:8.0f} tok/s (median of "
+              f"{len(row['tokens_per_s_rounds'])})  MFU {row['mfu_vs_bf16_peak']:.1%} of bf16 "
+              f"peak  peak RSS {row['peak_rss_gib']:.2f} GiB")
     return rows, peaks
+
+
+def _median_row(rounds: list[dict]) -> dict:
+    """One config's rounds as one row: median step time, every round's tokens/s, largest RSS."""
+    step = statistics.median(r["step_s_median"] for r in rounds)
+    row = {**rounds[0], "step_s_median": step,
+           "tokens_per_s": rounds[0]["batch"] * rounds[0]["length"] / step,
+           "tokens_per_s_rounds": [r["tokens_per_s"] for r in rounds]}
+    for key in ("peak_rss_gib", "peak_gpu_gib"):
+        if key in row:
+            row[key] = max(r[key] for r in rounds)
+    return row
 
 
 def main(argv=None) -> None:
