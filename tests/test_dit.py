@@ -108,6 +108,12 @@ def test_dropout_keeps_each_entry_with_probability_one_minus_p(p, dtype):
     torch.manual_seed(3)
     assert torch.equal(dit.dropout(x, p, True), y)
     assert dit.dropout(x, p, False) is x and dit.dropout(x, 0.0, True) is x
+    odd = x.detach()[:, :7, :1].transpose(0, 1)          # 448 entries, not contiguous
+    out = dit.dropout(odd, p, True)
+    kept = odd * torch.tensor(scale, dtype=dtype)
+    assert out.shape == odd.shape and bool(((out == 0) | (out == kept)).all())
+    assert dit.dropout(x.detach()[:0], p, True).numel() == 0
+    assert bool((dit.dropout(x.detach(), 1.0, True) == 0).all())      # p = 1: F.dropout
 
 
 def test_unknown_or_bad_config_is_a_user_error():

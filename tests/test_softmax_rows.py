@@ -91,6 +91,12 @@ def test_shifting_bf16_rows_is_exact():
     assert torch.equal(m_low, m_ref) and torch.equal(out_low, out_ref)
     assert torch.equal(m_ref[:, 0], logits.float().amax(-1))
     assert float(out_ref.amax()) == 0.0 and out_ref[1, 3] == float("-inf")
+    wide = torch.tensor([[1000.0, 1000.0 + 1e-5, 1000.0 - 2e-5]], dtype=torch.float64)
+    out = torch.empty(1, 3)                              # float64 rows: shifted, then rounded
+    m = softmax_rows.shift_by_row_max(wide, out)
+    assert torch.equal(out, (wide - m.double()).float())
+    torch.testing.assert_close(softmax_rows.log_normalizer(wide), wide.logsumexp(-1),
+                               rtol=0, atol=1e-8)
 
 
 @pytest.mark.parametrize("chunk_bytes", [16, 1 << 22])
