@@ -27,7 +27,7 @@ def test_train_throughput_measures_the_configs_dropout(bench):
     assert tt.model_config("tiny", 0.0).dropout == 0.0
     state = tt.attractor_state(tt.model_config("tiny", None), 16, torch.device("cpu"))
     blocks = state["model"].blocks
-    assert state["model"].training and len(blocks) and all(b.dropout == 0.1 for b in blocks)
+    assert state["model"].training and len(blocks) and all(b.dropout_p == 0.1 for b in blocks)
     args = tt.parse_args(["--batch", "2", "--length", "4", "--steps", "1", "--warmup", "0",
                           "--dropout", "0.1", "--device", "cpu"])
     row = tt.measure_one("nano:16:fp32:auto:0", args)

@@ -164,7 +164,7 @@ class DiTBlock(nn.Module):
         self.adaln = nn.Linear(cfg.cond_dim, 6 * d)
         nn.init.zeros_(self.adaln.weight)
         nn.init.zeros_(self.adaln.bias)
-        self.dropout = cfg.dropout
+        self.dropout_p = cfg.dropout
 
     def forward(self, h: torch.Tensor, c: torch.Tensor, rotary) -> torch.Tensor:
         B, L, d = h.shape
@@ -175,9 +175,9 @@ class DiTBlock(nn.Module):
         q, k = apply_rotary(q, *rotary, rot), apply_rotary(k, *rotary, rot)  # (B, H, L, hd)
         a = attention(q, k, v, self.causal)                                  # (B, H, L, hd)
         a = self.attn_out(a.transpose(1, 2).reshape(B, L, d))
-        h = h + g1 * dropout(a, self.dropout, self.training)
+        h = h + g1 * dropout(a, self.dropout_p, self.training)
         m = self.mlp(self.norm2.modulated(h, b2, s2))
-        return h + g2 * dropout(m, self.dropout, self.training)
+        return h + g2 * dropout(m, self.dropout_p, self.training)
 
 
 class DiT(nn.Module):
