@@ -166,3 +166,64 @@ def test_argmax_is_the_first_maximal_index_in_every_dtype():
     for dtype in (torch.float32, torch.bfloat16, torch.float64):
         x = (torch.randn(50, 300, generator=g) * 2).round().to(dtype)    # many ties
         assert torch.equal(softmax_rows.argmax(x), x.argmax(-1))
+
+
+def test_the_fast_route_is_bf16_widened_on_a_cpu():
+    out = torch.empty(2, 3)
+    assert softmax_rows.fast_route(torch.zeros(2, 3, dtype=torch.bfloat16), out)
+    for dtype in (torch.float32, torch.float64):
+        assert not softmax_rows.fast_route(torch.zeros(2, 3, dtype=dtype), out)
+
+
+def test_exp_through_exp2_is_within_its_stated_error():
+    """exp2(d log2 e) against float64 exp(d): relative error at most |d| 6e-8 plus rounding;
+    -inf gives 0; d is left in bits. The plain route is torch's exp, bit for bit."""
+    d = torch.cat([-torch.rand(20000, generator=torch.Generator().manual_seed(0)) * 80,
+                   torch.tensor([0.0, -1e-30, float("-inf")])])
+    fast = softmax_rows.exp_(d.clone(), True, out=torch.empty_like(d))
+    exact = d.double().exp()
+    rel = ((fast.double() - exact).abs() / exact.clamp_min(1e-300))[:-1]
+    assert bool((rel <= d.double().abs()[:-1] * 8e-8 + 1.2e-7).all()), float(rel.max())
+    assert fast[-1] == 0.0 and fast[-3] == 1.0
+    scaled = d.clone()
+    softmax_rows.exp_(scaled, True)
+    assert torch.equal(scaled, torch.exp2(d * softmax_rows.LOG2_E))       # in place: exp2 of bits
+    assert torch.equal(softmax_rows.exp_(d.clone(), False), d.exp())
+
+
+@pytest.mark.parametrize("gap", [18.0, 25.0, 30.0, 40.0])
+def test_bf16_entropy_of_a_nearly_one_hot_row_keeps_its_digits(gap):
+    """The fast route sums in float32, which would round 1 + eps to 1 here: rows with Z' < 2 are
+    summed again in float64, so H ~ eps (1 + gap) keeps 1e-6 relative."""
+    K = 1000
+    logits = torch.zeros(2, K, dtype=torch.bfloat16)
+    logits[0, 7] = gap                                    # exact in bf16
+    logits[1] = _logits((), K, 2.0, seed=6)[0].bfloat16()  # an ordinary row beside it (Z' > 2)
+    eps = (K - 1) * math.exp(-gap)
+    p_top, p_other = 1 / (1 + eps), math.exp(-gap) / (1 + eps)
+    exact = -(p_top * math.log(p_top) + (K - 1) * p_other * math.log(p_other))
+    logp = logits[1].double().log_softmax(-1)
+    h, log_z = softmax_rows.entropy_and_log_normalizer(logits)
+    assert h[0].item() == pytest.approx(exact, rel=1e-6)
+    assert h[1].item() == pytest.approx(-(logp.exp() * logp).sum().item(), rel=1e-6)
+    torch.testing.assert_close(log_z, logits.double().logsumexp(-1), rtol=1e-7, atol=1e-7)
+
+
+@pytest.mark.parametrize("scale", [0.3, 3.0, 30.0])
+def test_bf16_statistics_match_float64_brute_force(scale):
+    """Every statistic on the fast route against float64 formulas of the same bf16 values,
+    rows with -inf entries included."""
+    K = 5000
+    logits = _logits((4, 3), K, scale, seed=7).bfloat16()
+    logits[0, 1, :K // 2] = float("-inf")
+    ref = logits.double()
+    logp = ref.log_softmax(-1)
+    brute = -(logp.exp() * logp.nan_to_num(neginf=0.0)).sum(-1)
+    h, log_z = softmax_rows.entropy_and_log_normalizer(logits, chunk_bytes=1 << 16)
+    torch.testing.assert_close(h, brute, rtol=2e-6, atol=1e-9)
+    torch.testing.assert_close(log_z, ref.logsumexp(-1), rtol=1e-7, atol=1e-6)
+    torch.testing.assert_close(log_normalizer(logits, 1 << 16), ref.logsumexp(-1),
+                               rtol=1e-7, atol=1e-6)
+    z = torch.randint(0, K, (4, 3), generator=torch.Generator().manual_seed(3))
+    stats = row_stats(logits, z, chunk_bytes=1 << 16)
+    torch.testing.assert_close(stats.log_z, ref.logsumexp(-1), rtol=1e-7, atol=1e-6)

@@ -31,7 +31,7 @@ from collections.abc import Callable
 import torch
 
 from attractor.errors import require
-from attractor.softmax_rows import shift_by_row_max
+from attractor.softmax_rows import exp_, fast_route, shift_by_row_max
 
 HEADS = ("auto", "logits", "fused", "recompute")
 # Below this many logits per token, the logits path is as fast (the head is a small part of a
@@ -261,7 +261,7 @@ def crossentropy_rows(target: torch.Tensor, weight: torch.Tensor,
             x[:, excluded] = float("-inf")
         e_buf = out if out is not None and out.dtype == scratch[0].dtype else scratch[0]
         m = shift_by_row_max(x, e_buf)
-        e = e_buf.exp_()                                                    # softmax = e / z
+        e = exp_(e_buf, fast_route(x, e_buf))                               # softmax = e / z
         z = e.sum(-1, keepdim=True)
         t, w = target[rows], weight[rows]
         loss = w * ((m + z.log()).squeeze(-1).double() - x.gather(-1, t[:, None])[:, 0].double())

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from attractor.softmax_rows import shift_by_row_max
+from attractor.softmax_rows import exp_, fast_route, shift_by_row_max
 
 # Tokens per chunk x K: 4 MiB of float32 per temporary, small enough for any allocator to reuse
 # (larger blocks are mmap-ed afresh and page-fault on every step with glibc malloc).
@@ -57,7 +57,7 @@ def _stats_chunk(x, beta, b1, b2, with_g: bool = True):
     ``with_g`` (no gradient wanted: G only enters the backward pass) G is None and three K-wide
     passes are saved."""
     m = shift_by_row_max(x, b1)
-    b1.exp_()                                                            # exp(x - m)
+    exp_(b1, fast_route(x, b1))                                          # exp(x - m)
     z = b1.sum(-1, keepdim=True)
     b1.mul_(beta[:, None] / z)                                           # beta p
     if not with_g:
@@ -128,7 +128,7 @@ def nelbo_rows(x0: torch.Tensor, zt: torch.Tensor, alpha: torch.Tensor, dalpha: 
         a = alpha[rows]
         beta = K * a / (1 - a)
         m = shift_by_row_max(x, e_buf)
-        e = e_buf.exp_()                                                    # p = e / z
+        e = exp_(e_buf, fast_route(x, e_buf))                               # p = e / z
         z = e.sum(-1, keepdim=True)
         lse = (m + z.log()).squeeze(-1).double()
         bp = torch.mul(e, beta.to(e.dtype)[:, None] / z, out=g_buf)         # beta p

@@ -17,16 +17,25 @@ exp(d_k), which needs no K-wide random numbers (Gumbel-max would draw K exponent
 
 The K-term sums use torch's cascade summation in float32 (relative error ~ 1e-7 log2 K); every
 result is returned in float64, in which the posterior weights are then formed.
+
+bf16 logits on a CPU (probes under bf16 autocast, the bf16 training head) take a faster route to
+the same numbers (:func:`fast_route`): exp(d) as exp2(d log2 e), 3x faster than torch's exp on
+a CPU (0.15 against 0.45 ms for 2^20 float32 entries on 2 cores) at a relative error of at most
+|d| 6e-8 (1e-6 where exp(d) = 4e-8) instead of 6e-8, far below the 4e-3 rounding of the bf16
+logits themselves; and the entropy's sums in float32 (:func:`_sum_of_shifted_exp`). float32 and
+float64 logits keep torch's exp and float64 sums, bit for bit as in earlier versions.
 Shapes: logits (..., K) in any float dtype; results have shape (...).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 CHUNK_BYTES = 4 * 1024**2
+LOG2_E = 1.0 / math.log(2.0)
 
 
 def _chunks(logits: torch.Tensor, chunk_bytes: int | None, buffers: int):
@@ -71,6 +80,42 @@ def shift_by_row_max(chunk: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     return m
 
 
+def fast_route(chunk: torch.Tensor, out: torch.Tensor) -> bool:
+    """Whether rows of ``chunk`` shifted into ``out`` take the faster arithmetic of the module
+    docstring: narrower logits (bf16) widened into float32 on a CPU."""
+    return chunk.device.type == "cpu" and chunk.dtype.itemsize < out.dtype.itemsize
+
+
+def exp_(d: torch.Tensor, fast: bool, out: torch.Tensor | None = None) -> torch.Tensor:
+    """exp(d) of shifted logits d <= 0 (n, K), into ``out`` (default: in place); returns it.
+
+    ``fast`` (:func:`fast_route`): as exp2(d log2 e), and d is left scaled by log2 e (in bits;
+    -inf stays -inf).
+    """
+    if not fast:
+        return d.exp_() if out is None else torch.exp(d, out=out)
+    d.mul_(LOG2_E)
+    return d.exp2_() if out is None else torch.exp2(d, out=out)
+
+
+def _sum_of_shifted_exp(e: torch.Tensor, fast: bool) -> torch.Tensor:
+    """Row sums Z' of e = exp(d) (n, K), whose largest entry is 1, as (n,) float64.
+
+    float64 summation keeps the digits of Z' = 1 + eps near a one-hot row, where eps is far below
+    float32's 6e-8. On the ``fast`` route the rows are summed in float32 (0.03 against 0.13-0.26
+    ms for 20 rows of K = 50,258) and only those with Z' < 2 summed again in float64: from
+    Z' >= 2 on, float32's relative error (~1e-7) is that of the result, since then H >= log 2
+    and log Z' >= log 2.
+    """
+    if not fast:
+        return e.sum(dim=-1, dtype=torch.float64)
+    z = e.sum(dim=-1).to(torch.float64)
+    near = (z < 2.0).nonzero().squeeze(-1)
+    if near.numel():
+        z[near] = e.index_select(0, near).sum(dim=-1, dtype=torch.float64)
+    return z
+
+
 @dataclass(frozen=True)
 class RowStats:
     """Per-row numbers of softmax(logits) that one reverse step needs, all float64, shape (...)."""
@@ -106,7 +151,7 @@ def row_stats(logits: torch.Tensor, index: torch.Tensor,
         m = shift_by_row_max(chunk, d)                                # d_k = l_k - m
         d.scatter_(-1, idx[sl], float("-inf"))                        # drop k = z ...
         other[sl] = d.amax(dim=-1).to(torch.float64) + m.squeeze(-1)
-        z_rest = d.exp_().sum(dim=-1).to(torch.float64)               # ... and add it back
+        z_rest = exp_(d, fast_route(chunk, d)).sum(dim=-1).to(torch.float64)  # ... add it back
         m64 = m.squeeze(-1).to(torch.float64)
         log_z[sl] = m64 + (z_rest + (at[sl] - m64).exp()).log()
     return RowStats(log_z.view(shape), at.view(shape), other.view(shape))
@@ -141,7 +186,8 @@ def log_normalizer(logits: torch.Tensor, chunk_bytes: int | None = None) -> torc
     out = torch.empty(shape.numel(), dtype=torch.float64, device=logits.device)
     for sl, chunk, (d,) in _chunks(logits, chunk_bytes, buffers=1):
         m = shift_by_row_max(chunk, d)
-        out[sl] = m.squeeze(-1).to(torch.float64) + d.exp_().sum(dim=-1).to(torch.float64).log()
+        z = exp_(d, fast_route(chunk, d)).sum(dim=-1).to(torch.float64)
+        out[sl] = m.squeeze(-1).to(torch.float64) + z.log()
     return out.view(shape)
 
 
@@ -156,9 +202,10 @@ def entropy_and_log_normalizer(logits: torch.Tensor, chunk_bytes: int | None = N
     of softmax(logits) in nats and log sum_k exp(l_k).
 
     With d = l - max l, Z' = sum exp(d) and T = sum exp(d) d, H = log Z' - T / Z' and
-    log Z = max l + log Z'. Both sums are accumulated in float64: near a one-hot row Z' = 1 + eps
-    with eps far below float32's 6e-8, and H ~ eps (1 - log eps) would otherwise lose its
-    leading digits (log1p keeps them).
+    log Z = max l + log Z'. Z' is summed in float64 (:func:`_sum_of_shifted_exp`): near a one-hot
+    row Z' = 1 + eps with eps far below float32's 6e-8, and H ~ eps (1 - log eps) would otherwise
+    lose its leading digits (log1p keeps them). T, a sum of terms of one sign, is summed in
+    float64, or in float32 on the fast route.
     """
     shape = logits.shape[:-1]
     row = _shared_row(logits)
@@ -170,10 +217,14 @@ def entropy_and_log_normalizer(logits: torch.Tensor, chunk_bytes: int | None = N
     lowest = torch.finfo(torch.float32).min
     for sl, chunk, (d, e) in _chunks(logits, chunk_bytes, buffers=2):
         m = shift_by_row_max(chunk, d)
-        torch.exp(d, out=e)
-        z = e.sum(dim=-1, dtype=torch.float64)
+        fast = fast_route(chunk, d)
+        exp_(d, fast, out=e)                       # fast: d is then in bits
+        z = _sum_of_shifted_exp(e, fast)
         d.clamp_min_(lowest)                       # so exp(d) d -> 0, its limit, at l = -inf
-        tilt = e.mul_(d).sum(dim=-1, dtype=torch.float64)              # sum_k exp(d_k) d_k
+        if fast:                                   # terms of one sign: float32 keeps ~1e-7
+            tilt = e.mul_(d).sum(dim=-1).to(torch.float64) / LOG2_E
+        else:
+            tilt = e.mul_(d).sum(dim=-1, dtype=torch.float64)          # sum_k exp(d_k) d_k
         h[sl] = (torch.log1p(z - 1.0) - tilt / z).clamp_min(0.0)
         log_z[sl] = m.squeeze(-1).to(torch.float64) + torch.log1p(z - 1.0)
     return h.view(shape), log_z.view(shape)
@@ -199,7 +250,7 @@ def sample(logits: torch.Tensor, generator: torch.Generator | None = None,
             cdf = torch.empty(d.shape, dtype=torch.float64, device=logits.device)
         c = cdf[: d.shape[0]]
         shift_by_row_max(chunk, d)
-        d.exp_()
+        exp_(d, fast_route(chunk, d))
         torch.cumsum(d, dim=-1, dtype=torch.float64, out=c)
         target = (u[sl] * c[:, -1]).unsqueeze(-1)                          # (n, 1)
         out[sl] = torch.searchsorted(c, target, right=True).squeeze(-1).clamp_max_(K - 1)
