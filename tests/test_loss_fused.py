@@ -81,13 +81,19 @@ def test_compiled_kernels_give_the_same_loss_and_gradient(gen):
 
 
 def test_bf16_logits_are_read_in_float32(gen, monkeypatch):
-    """bf16 logits (autocast): the loss is the float32 loss of the same values, the gradient that
-    gradient rounded to bf16."""
+    """bf16 logits (autocast): with torch's exp, the loss is the float32 loss of the same values
+    and the gradient that gradient rounded to bf16; on the faster exp2 route of bf16 logits
+    (softmax_rows.fast_route) the loss moves by ~1e-7 and the gradient by at most one bf16 ulp."""
     monkeypatch.setattr(loss_fused, "CHUNK_ELEMENTS", 4 * 301)
     logits, *rest = _case(gen, 301, torch.bfloat16)
     w = torch.rand(rest[0].shape, generator=gen)
-    out, grad = _value_and_grad(fused_nelbo_per_token, logits, *rest, w)
     ref, ref_grad = _value_and_grad(fused_nelbo_per_token, logits.float(), *rest, w)
+    out, grad = _value_and_grad(fused_nelbo_per_token, logits, *rest, w)
     assert out.dtype == torch.float32 and grad.dtype == torch.bfloat16
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-7)
+    ulp = ref_grad.abs().bfloat16().float() * 2.0**-7 + 1e-30
+    assert bool(((grad.float() - ref_grad.bfloat16().float()).abs() <= ulp).all())
+    monkeypatch.setattr(loss_fused, "fast_route", lambda chunk, out: False)
+    out, grad = _value_and_grad(fused_nelbo_per_token, logits, *rest, w)
     torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-7)
     assert torch.equal(grad, ref_grad.bfloat16())         # one-hot terms added before rounding

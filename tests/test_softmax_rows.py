@@ -168,11 +168,14 @@ def test_argmax_is_the_first_maximal_index_in_every_dtype():
         assert torch.equal(softmax_rows.argmax(x), x.argmax(-1))
 
 
-def test_the_fast_route_is_bf16_widened_on_a_cpu():
+def test_the_fast_route_is_narrow_logits_widened_on_a_cpu():
     out = torch.empty(2, 3)
-    assert softmax_rows.fast_route(torch.zeros(2, 3, dtype=torch.bfloat16), out)
+    for dtype in (torch.bfloat16, torch.float16):
+        assert softmax_rows.fast_route(torch.zeros(2, 3, dtype=dtype), out)
     for dtype in (torch.float32, torch.float64):
         assert not softmax_rows.fast_route(torch.zeros(2, 3, dtype=dtype), out)
+    meta = torch.zeros(2, 3, dtype=torch.bfloat16, device="meta")
+    assert not softmax_rows.fast_route(meta, torch.empty(2, 3, device="meta"))
 
 
 def test_exp_through_exp2_is_within_its_stated_error():
@@ -198,7 +201,7 @@ def test_bf16_entropy_of_a_nearly_one_hot_row_keeps_its_digits(gap):
     K = 1000
     logits = torch.zeros(2, K, dtype=torch.bfloat16)
     logits[0, 7] = gap                                    # exact in bf16
-    logits[1] = _logits((), K, 2.0, seed=6)[0].bfloat16()  # an ordinary row beside it (Z' > 2)
+    logits[1] = _logits((), K, 2.0, seed=6).bfloat16()   # an ordinary row beside it (Z' > 2)
     eps = (K - 1) * math.exp(-gap)
     p_top, p_other = 1 / (1 + eps), math.exp(-gap) / (1 + eps)
     exact = -(p_top * math.log(p_top) + (K - 1) * p_other * math.log(p_other))

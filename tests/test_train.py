@@ -257,13 +257,17 @@ def test_kept_freed_memory_is_not_faulted_in_again(head):
     the same peak memory; without it (ATTRACTOR_MALLOC=system) every step faults its large
     temporaries in again (10 steps: 8-10 faults against 350,000-670,000 on a quiet machine)."""
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ATTRACTOR_MALLOC")}
-    runs = {}
-    for mode, extra in (("keep", {}), ("system", {"ATTRACTOR_MALLOC": "system"})):
+
+    def faults_and_rss(mode: str, extra: dict) -> list[int]:
         done = subprocess.run([sys.executable, "-c", FAULTS, mode, head], capture_output=True,
                               text=True, env={**env, **extra}, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
-        runs[mode] = [int(v) for v in done.stdout.split()[-2:]]
-    (faults, rss), (faults_system, rss_system) = runs["keep"], runs["system"]
-    # a busy machine's reclaim adds some faults either way (12,000 seen under the parallel suite)
+        return [int(v) for v in done.stdout.split()[-2:]]
+
+    faults_system, rss_system = faults_and_rss("system", {"ATTRACTOR_MALLOC": "system"})
+    # The host's memory reclaim only adds faults, to kept memory too (4-67 faults in most runs
+    # of this test, 13,000-49,000 in some on a host reclaiming idle pages): the fewest of three
+    # runs is the program's own count.
+    faults, rss = min(faults_and_rss("keep", {}) for _ in range(3))
     assert faults_system > 10 * 16384 and 10 * faults < faults_system  # 10 x one 64 MiB tensor
     assert rss < 1.25 * rss_system
