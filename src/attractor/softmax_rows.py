@@ -85,7 +85,7 @@ def shift_by_row_max(chunk: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
 
 def fast_route(chunk: torch.Tensor, out: torch.Tensor) -> bool:
     """Whether rows of ``chunk`` shifted into ``out`` take the faster arithmetic of the module
-    docstring: narrower logits (bf16) widened into float32 on a CPU."""
+    docstring: narrower logits (bf16, float16) widened into float32 on a CPU."""
     return chunk.device.type == "cpu" and chunk.dtype.itemsize < out.dtype.itemsize
 
 
@@ -206,7 +206,7 @@ def entropy_and_log_normalizer(logits: torch.Tensor, chunk_bytes: int | None = N
     of softmax(logits) in nats and log sum_k exp(l_k).
 
     With d = l - max l, Z' = sum exp(d) and T = sum exp(d) d, H = log Z' - T / Z' and
-    log Z = max l + log Z'. Z' is summed in float64 (:func:`_sum_of_shifted_exp`): near a one-hot
+    log Z = max l + log Z'. Z' keeps float64 digits (:func:`_sum_of_shifted_exp`): near a one-hot
     row Z' = 1 + eps with eps far below float32's 6e-8, and H ~ eps (1 - log eps) would otherwise
     lose its leading digits (log1p keeps them). T, a sum of terms of one sign, is summed in
     float64, or in float32 on the fast route.
