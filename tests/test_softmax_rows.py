@@ -179,8 +179,9 @@ def test_the_fast_route_is_narrow_logits_widened_on_a_cpu():
 
 
 def test_exp_through_exp2_is_within_its_stated_error():
-    """exp2(d log2 e) against float64 exp(d): relative error at most |d| 6e-8 plus rounding;
-    -inf gives 0; d is left in bits. The plain route is torch's exp, bit for bit."""
+    """exp2(d log2 e) against float64 exp(d): relative error at most 1.2e-7 + 7.3e-8 |d| (the
+    bound of the docs, checked with 8e-8); -inf gives 0; d is left in bits. The plain route is
+    torch's exp, bit for bit."""
     d = torch.cat([-torch.rand(20000, generator=torch.Generator().manual_seed(0)) * 80,
                    torch.tensor([0.0, -1e-30, float("-inf")])])
     fast = softmax_rows.exp_(d.clone(), True, out=torch.empty_like(d))

@@ -266,8 +266,12 @@ def test_kept_freed_memory_is_not_faulted_in_again(head):
 
     faults_system, rss_system = faults_and_rss("system", {"ATTRACTOR_MALLOC": "system"})
     # The host's memory reclaim only adds faults, to kept memory too (4-67 faults in most runs
-    # of this test, 13,000-49,000 in some on a host reclaiming idle pages): the fewest of three
-    # runs is the program's own count.
-    faults, rss = min(faults_and_rss("keep", {}) for _ in range(3))
+    # of this test, 13,000-49,000 in some on a host reclaiming idle pages): the fewest of up to
+    # three runs is the program's own count, and a second run is needed only after such a one.
+    faults, rss = faults_and_rss("keep", {})
+    for _ in range(2):
+        if 10 * faults < faults_system:
+            break
+        faults, rss = min([faults, rss], faults_and_rss("keep", {}))
     assert faults_system > 10 * 16384 and 10 * faults < faults_system  # 10 x one 64 MiB tensor
     assert rss < 1.25 * rss_system
