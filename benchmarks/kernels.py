@@ -1,8 +1,9 @@
 """Micro-benchmarks behind the implementation choices of the training step on a CPU.
 
 Times, on this machine and in one run: bf16 matrix products of the model's shapes against the
-2048^3 product used as the peak; AdamW multi-tensor vs fused on `tiny` at K = 50258; attention
-(bf16, forward + backward) by torch's fused kernel vs written out in float32 at L = 128 and 256;
+2048^3 product used as the peak; AdamW multi-tensor vs fused on `tiny` at K = 50258; rotary
+attention (bf16, forward + backward) by torch's fused kernel, and written out in float32 as a
+composite and as one autograd function, at L = 128 and 256;
 adding one entry per row to a bf16 (4096, 50258) tensor by scatter_add_ vs index_put_. Writes
 benchmarks/results/kernels.json.
 
@@ -11,6 +12,7 @@ benchmarks/results/kernels.json.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -18,7 +20,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -59,29 +60,35 @@ def adamw() -> dict:
 
 
 def attention() -> dict:
-    from attractor.model.dit import attention as explicit
+    """Rotary attention of one `tiny` block from its packed (32, L, 3 x 256) bf16 projection,
+    forward + backward, by the three routes of attractor.model.attention: torch's fused kernel,
+    the float32 composite (what torch.compile traces) and the float32 autograd function (eager)."""
+    from attractor.model import attention as attn
 
     out = {}
     for L in (128, 256):
-        qkv = [torch.randn(32, 8, L, 32).bfloat16().requires_grad_() for _ in range(3)]
-        for name, fn in (("fused_kernel", F.scaled_dot_product_attention),
-                         ("explicit_float32", _force_explicit(explicit))):
-            out[f"L{L}_{name}"] = seconds(lambda fn=fn: fn(*qkv).float().sum().backward())
+        qkv = torch.randn(32, L, 3 * 256).bfloat16().requires_grad_()
+        grad = torch.randn(32, L, 256).bfloat16()
+        tables = attn.rotary_tables(L, 32, "cpu")
+        for name, limit, compiling in (("fused_kernel", 0, False),
+                                       ("explicit_float32", L, True),
+                                       ("explicit_function", L, False)):
+            with _route(attn, limit, compiling):
+                out[f"L{L}_{name}"] = seconds(
+                    lambda: attn.rotary_attention(qkv, 8, tables).backward(grad))
     return out
 
 
-def _force_explicit(explicit):
-    """The explicit path of ``attention`` at any length."""
-    import attractor.model.dit as dit
-
-    def call(q, k, v):
-        saved = dit.EXPLICIT_ATTENTION_MAX_LENGTH
-        dit.EXPLICIT_ATTENTION_MAX_LENGTH = q.shape[-2]
-        try:
-            return explicit(q, k, v)
-        finally:
-            dit.EXPLICIT_ATTENTION_MAX_LENGTH = saved
-    return call
+@contextlib.contextmanager
+def _route(attn, limit: int, compiling: bool):
+    """rotary_attention's route: explicit up to length ``limit``, the composite if ``compiling``."""
+    saved = attn.EXPLICIT_ATTENTION_MAX_LENGTH, torch.compiler.is_compiling
+    attn.EXPLICIT_ATTENTION_MAX_LENGTH = limit
+    torch.compiler.is_compiling = lambda: compiling
+    try:
+        yield
+    finally:
+        attn.EXPLICIT_ATTENTION_MAX_LENGTH, torch.compiler.is_compiling = saved
 
 
 def one_hot_add() -> dict:

@@ -71,7 +71,7 @@ def test_peer_duo_without_a_checkout_says_how_to_get_one():
 
 
 def test_flash_attn_stub_rotary_is_attractors_rotary(bench):
-    from attractor.model.dit import apply_rotary, rotary_tables
+    from attractor.model.attention import apply_rotary, rotary_tables
 
     peer = bench("peer_duo")
     B, S, H, D = 2, 5, 3, 8

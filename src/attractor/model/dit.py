@@ -6,7 +6,7 @@ prediction of the clean token at every position (paper eqs. 4-5).
     h = E[z_t]                                       (B, L, d) token embedding
     c = SiLU(MLP(sinusoid(sigma_t)))                 (B, cond) time conditioning
     per block (pre-LN, adaLN-Zero):
-        h = h + g1 * Attn(LN(h) (1 + s1) + b1)       rotary bidirectional self-attention
+        h = h + g1 * Attn(LN(h) (1 + s1) + b1)       rotary bidirectional self-attention (attention.py)
         h = h + g2 * MLP (LN(h) (1 + s2) + b2)       (b_i, s_i, g_i) = Linear(c), zero-initialised
     logits = Linear(LN(h) (1 + s) + b)                zero-initialised, so x_theta starts uniform
 
@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attractor.model.attention import rotary_attention, rotary_tables
 from attractor.model.configs import ModelConfig
 
 
@@ -34,54 +35,6 @@ def sinusoidal_embedding(sigma: torch.Tensor, dim: int, max_period: float = 1e4)
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=sigma.device) / half)
     args = sigma.float()[:, None] * freqs[None]
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-
-
-def rotary_tables(length: int, head_dim: int, device, base: float = 1e4) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin tables (L, head_dim) for NeoX-style rotate-half rotary embeddings."""
-    inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, device=device).float() / head_dim)
-    angles = torch.outer(torch.arange(length, device=device).float(), inv_freq)   # (L, hd/2)
-    angles = torch.cat([angles, angles], dim=-1)                                   # (L, hd)
-    return angles.cos(), angles.sin()
-
-
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                 dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Rotate (B, H, L, hd) queries or keys: x cos + rotate_half(x) sin, in ``dtype`` (default:
-    x's; float32 for bf16 x saves the separate conversion of explicit attention)."""
-    dtype = dtype or x.dtype
-    x1, x2 = x.chunk(2, dim=-1)
-    return x * cos.to(dtype) + torch.cat([-x2, x1], dim=-1) * sin.to(dtype)
-
-
-# Longest sequence for which bf16 attention on a CPU is computed explicitly (see ``attention``).
-EXPLICIT_ATTENTION_MAX_LENGTH = 128
-
-
-def explicit_attention(v: torch.Tensor) -> bool:
-    """Whether :func:`attention` writes attention out in float32 for these (B, H, L, hd) values:
-    bf16 on a CPU with L <= EXPLICIT_ATTENTION_MAX_LENGTH."""
-    return (v.device.type == "cpu" and v.dtype == torch.bfloat16
-            and v.shape[-2] <= EXPLICIT_ATTENTION_MAX_LENGTH)
-
-
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-              causal: bool = False) -> torch.Tensor:
-    """softmax(q k^T / sqrt(hd)) v, bidirectional or causal: (B, H, L, hd) each -> (B, H, L, hd).
-
-    torch's fused kernel everywhere except bf16 on a CPU with L <= 128: there the fused kernel's
-    bf16 backward is slow, and the same attention written out in float32 (scores, softmax and
-    the product with v; only the result is rounded to bf16) takes 0.6x its time at 32 x 8 heads x
-    L = 128 (benchmarks/kernels.py). At L = 256 it is 2.5x slower, hence the cut-off.
-    """
-    L = q.shape[-2]
-    if not explicit_attention(v):
-        return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-    with torch.autocast(device_type="cpu", enabled=False):
-        scores = (q.float() @ k.float().transpose(-1, -2)) * (q.shape[-1] ** -0.5)  # (B, H, L, L)
-        if causal:
-            future = torch.ones(L, L, dtype=torch.bool, device=q.device).triu(1)
-            scores = scores.masked_fill(future, float("-inf"))
-        return (scores.softmax(dim=-1) @ v.float()).to(v.dtype)
 
 
 class LayerNormNoBias(nn.Module):
@@ -167,14 +120,9 @@ class DiTBlock(nn.Module):
         self.dropout_p = cfg.dropout
 
     def forward(self, h: torch.Tensor, c: torch.Tensor, rotary) -> torch.Tensor:
-        B, L, d = h.shape
         b1, s1, g1, b2, s2, g2 = self.adaln(c)[:, None].chunk(6, dim=-1)   # each (B, 1, d)
         qkv = self.qkv(self.norm1.modulated(h, b1, s1))                      # (B, L, 3d)
-        q, k, v = qkv.view(B, L, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        rot = torch.float32 if explicit_attention(v) else None
-        q, k = apply_rotary(q, *rotary, rot), apply_rotary(k, *rotary, rot)  # (B, H, L, hd)
-        a = attention(q, k, v, self.causal)                                  # (B, H, L, hd)
-        a = self.attn_out(a.transpose(1, 2).reshape(B, L, d))
+        a = self.attn_out(rotary_attention(qkv, self.heads, rotary, self.causal))  # (B, L, d)
         h = h + g1 * dropout(a, self.dropout_p, self.training)
         m = self.mlp(self.norm2.modulated(h, b2, s2))
         return h + g2 * dropout(m, self.dropout_p, self.training)
