@@ -97,3 +97,20 @@ def test_bf16_logits_are_read_in_float32(gen, monkeypatch):
     out, grad = _value_and_grad(fused_nelbo_per_token, logits, *rest, w)
     torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-7)
     assert torch.equal(grad, ref_grad.bfloat16())         # one-hot terms added before rounding
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_rows_give_the_loss_of_those_positions_and_zero_elsewhere(gen, dtype, monkeypatch):
+    """Only the positions asked for (a probe's real tokens) are computed: the same values and
+    gradients there as from every position, and 0 at the others."""
+    monkeypatch.setattr(loss_fused, "CHUNK_ELEMENTS", 4 * 301)          # several chunks
+    case = _case(gen, 301, dtype)
+    rows = torch.rand(case[1].shape, generator=gen) < 0.4
+    w = torch.rand(case[1].shape, generator=gen, dtype=torch.float64).to(dtype)
+    full, full_grad = _value_and_grad(fused_nelbo_per_token, *case, w)
+    out, grad = _value_and_grad(lambda *a: fused_nelbo_per_token(*a, rows=rows), *case, w)
+    tol = {"rtol": 1e-6, "atol": 1e-9} if dtype == torch.float64 else {}   # float32 sums' order
+    torch.testing.assert_close(out[rows], full[rows], **tol)
+    assert bool((out[~rows] == 0).all())
+    torch.testing.assert_close(grad[rows], full_grad[rows], **tol)
+    assert bool((grad[~rows] == 0).all())

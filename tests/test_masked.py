@@ -121,3 +121,21 @@ def test_leave_one_out_masks_one_real_position_at_a_time():
     assert torch.allclose(log_p[0, :3], torch.full((3,), -math.log(K), dtype=torch.float64))
     assert h[0, 3] == 0 and log_p[0, 3] == 0
 
+
+
+def test_nelbo_per_token_is_the_masked_rows_loss_and_zero_elsewhere(gen):
+    """Computed on the masked rows only: equal to -w log x_theta[x0] over every row, then kept
+    where z_t is masked; and so are the gradients."""
+    logits = torch.randn(3, 5, K + 1, generator=gen, dtype=torch.float64, requires_grad=True)
+    x0 = torch.randint(0, K, (3, 5), generator=gen)
+    zt = torch.where(torch.rand(3, 5, generator=gen) < 0.5, torch.full_like(x0, MASK), x0)
+    t = torch.tensor([0.2, 0.5, 0.9], dtype=torch.float64)
+    alpha, dalpha = SCHEDULE.alpha(t), SCHEDULE.dalpha(t)
+    loss = masked.nelbo_per_token(logits, x0, zt, alpha, dalpha, MASK)
+    log_p = logits[..., :K].log_softmax(-1).gather(-1, x0[..., None])[..., 0]
+    ref = torch.where(zt == MASK, (dalpha / (1 - alpha))[:, None] * log_p, 0.0)
+    torch.testing.assert_close(loss.double(), ref, rtol=1e-5, atol=1e-7)       # float32 loss
+    w = torch.rand(3, 5, generator=gen, dtype=torch.float64)
+    (got,) = torch.autograd.grad((loss * w).sum(), logits)
+    (want,) = torch.autograd.grad((ref * w).sum(), logits)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)

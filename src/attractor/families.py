@@ -8,7 +8,8 @@ scoring and generating mean for a model (docs/probes.md, "Masked models"):
     forward           the forward process at alpha_t on real tokens (Exp. 2)
     retrieve          back from z_t: zero-temperature (Exp. 1) or ancestral (Exp. 2) dynamics
     start_entropy     token entropies of the prediction at the start of retrieval (Fig. 3B)
-    clean_scores      per-token entropy and log-probability of each token of a clean sequence:
+    clean_scores      per-token entropy and log-probability of each real token of a clean
+                      sequence (0 at pads, whose K-wide work is skipped):
                       conditioned on sigma(t -> 0) (uniform), or with that token alone masked
                       (masked: the leave-one-out pseudo-likelihood; SUBS makes the clean-input
                       entropy identically 0)
@@ -85,9 +86,7 @@ class Uniform:
 
     def clean_scores(self, denoiser, x, real, t: float, max_rows: int):
         tt = torch.full((len(x),), t, dtype=torch.float64, device=x.device)
-        logits = denoiser(x, _sigma(self.schedule, tt))
-        h, log_z = softmax_rows.entropy_and_log_normalizer(logits)
-        return h, logits.gather(-1, x.unsqueeze(-1)).squeeze(-1).double() - log_z
+        return _scores_at(denoiser(x, _sigma(self.schedule, tt)), x, real)
 
     def nelbo(self, denoiser, x, real, samples: int, generator):
         t = _repeat_times(len(x), samples, generator, x.device)
@@ -95,8 +94,8 @@ class Uniform:
         alpha, dalpha = self.schedule.alpha(t), self.schedule.dalpha(t)
         zt = q_xt(x_rep, alpha, self.vocab_size, streams.repeat(generator, samples))
         logits = denoiser(zt, sigma_from_alpha(alpha).to(torch.float32))
-        per_token = fused_nelbo_per_token(logits, x_rep, zt, alpha, dalpha).double()
-        return (per_token * m_rep).sum(-1).view(len(x), samples).mean(-1)
+        per_token = fused_nelbo_per_token(logits, x_rep, zt, alpha, dalpha, rows=m_rep)
+        return per_token.double().sum(-1).view(len(x), samples).mean(-1)
 
     def generate(self, denoiser, n: int, length: int, generator, steps: int, final: str,
                  device):
@@ -213,11 +212,10 @@ class Autoregressive:
         return h
 
     def clean_scores(self, denoiser, x, real, t: float, max_rows: int):
-        logits = _next_token(denoiser, x)
-        h, log_z = softmax_rows.entropy_and_log_normalizer(logits)
-        log_p = logits.gather(-1, x.unsqueeze(-1)).squeeze(-1).double() - log_z
-        h[:, 0], log_p[:, 0] = 0.0, 0.0           # the first token is given, not predicted
-        return h, log_p
+        logits = denoiser(x, torch.zeros(len(x), device=x.device))         # row l predicts l + 1
+        h, log_p = _scores_at(logits[:, :-1], x[:, 1:], real[:, 1:])
+        # the first token is given, not predicted
+        return torch.nn.functional.pad(h, (1, 0)), torch.nn.functional.pad(log_p, (1, 0))
 
     def nelbo(self, denoiser, x, real, samples: int, generator):
         """The exact negative log-likelihood of each sequence (nats), over real tokens."""
@@ -230,6 +228,16 @@ class Autoregressive:
         free = torch.ones_like(z, dtype=torch.bool)
         free[:, 0] = False
         return self.retrieve("stochastic", denoiser, z, None, generator, free, None, free)[0]
+
+
+def _scores_at(logits: torch.Tensor, x: torch.Tensor, at: torch.Tensor):
+    """Entropy (eq. 13) and log x_theta[x^l] of the (B, L, K) logits at the positions ``at``
+    (B, L) bool, each (B, L) float64 and 0 elsewhere; only those rows' K-wide work is done."""
+    rows = logits[at]                                                      # (n, K)
+    h, log_z = softmax_rows.entropy_and_log_normalizer(rows)
+    log_p = rows.gather(-1, x[at].unsqueeze(-1)).squeeze(-1).double() - log_z
+    zeros = torch.zeros(x.shape, dtype=torch.float64, device=x.device)
+    return zeros.index_put((at,), h), zeros.index_put((at,), log_p)
 
 
 def _after_first(allowed: torch.Tensor) -> torch.Tensor:

@@ -221,7 +221,8 @@ class _FusedNELBO(torch.autograd.Function):
 
 def fused_nelbo_per_token(logits: torch.Tensor, x0: torch.Tensor, zt: torch.Tensor,
                           alpha_t: torch.Tensor, dalpha_t: torch.Tensor,
-                          compiled: bool = False) -> torch.Tensor:
+                          compiled: bool = False, rows: torch.Tensor | None = None
+                          ) -> torch.Tensor:
     """Eq. (3) per token straight from the logits (any float dtype, e.g. bf16 under autocast).
 
     Args:
@@ -230,6 +231,8 @@ def fused_nelbo_per_token(logits: torch.Tensor, x0: torch.Tensor, zt: torch.Tens
         alpha_t, dalpha_t: (B,) signal level (< 1) and its time derivative.
         compiled: run the K-wide kernels through torch.compile (one fused loop each; the first
             call compiles them).
+        rows: (B, L) bool, the positions whose loss is wanted (e.g. the real tokens); the
+            others are 0 and their K-wide work is skipped. Default: every position.
     Returns:
         (B, L) per-token loss, float32 (float64 for float64 logits); differentiable with respect
         to ``logits``.
@@ -237,8 +240,13 @@ def fused_nelbo_per_token(logits: torch.Tensor, x0: torch.Tensor, zt: torch.Tens
     B, L, K = logits.shape
     alpha = alpha_t.to(torch.float64)[:, None].expand(B, L).reshape(-1)
     dalpha = dalpha_t.to(torch.float64)[:, None].expand(B, L).reshape(-1)
+    flat = (logits.reshape(-1, K), x0.reshape(-1), zt.reshape(-1), alpha, dalpha)
+    if rows is not None:
+        keep = rows.reshape(-1)
+        flat = tuple(a[keep] for a in flat)
     with torch.autocast(device_type=logits.device.type, enabled=False):
-        loss = _FusedNELBO.apply(logits.reshape(-1, K), x0.reshape(-1), zt.reshape(-1), alpha,
-                                 dalpha, compiled)
-    return loss.view(B, L)
+        loss = _FusedNELBO.apply(*flat, compiled)
+    if rows is None:
+        return loss.view(B, L)
+    return loss.new_zeros(B, L).index_put((rows,), loss)
 

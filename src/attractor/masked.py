@@ -65,21 +65,25 @@ def subs_log_probs(logits: torch.Tensor, zt: torch.Tensor, mask_id: int) -> torc
 
 def nelbo_per_token(logits: torch.Tensor, x0: torch.Tensor, zt: torch.Tensor,
                     alpha_t: torch.Tensor, dalpha_t: torch.Tensor, mask_id: int) -> torch.Tensor:
-    """The masked NELBO integrand per token, (B, L) float32 (0 where z_t is not masked).
+    """The masked NELBO integrand per token, (B, L) float32 (0 where z_t is not masked; only the
+    masked rows' K-wide work is done).
 
     logits (B, L, K) (any float dtype), x0 and zt (B, L) int64, alpha_t and dalpha_t (B,)."""
     masked = zt == mask_id
-    logits_no_mask = without_mask(logits, mask_id)
-    log_p = logits_no_mask.gather(-1, x0.unsqueeze(-1)).squeeze(-1) - \
-        torch.logsumexp(logits_no_mask, dim=-1)
-    weight = (-dalpha_t / (1.0 - alpha_t)).to(torch.float32)[:, None]
-    return torch.where(masked, weight * -log_p, torch.zeros_like(log_p))
+    rows = without_mask(logits[masked], mask_id)                           # (n, K) float32
+    log_p = rows.gather(-1, x0[masked].unsqueeze(-1)).squeeze(-1) - torch.logsumexp(rows, dim=-1)
+    weight = (-dalpha_t / (1.0 - alpha_t)).to(torch.float32)[:, None].expand(masked.shape)
+    return log_p.new_zeros(masked.shape).index_put((masked,), weight[masked] * -log_p)
 
 
 def _logits(denoiser: Denoiser, z: torch.Tensor, t: torch.Tensor, schedule,
             mask_id: int) -> torch.Tensor:
+    return without_mask(_raw_logits(denoiser, z, t, schedule), mask_id)
+
+
+def _raw_logits(denoiser: Denoiser, z: torch.Tensor, t: torch.Tensor, schedule) -> torch.Tensor:
     sigma = sigma_from_alpha(schedule.alpha(t.to(torch.float64))).to(torch.float32)
-    return without_mask(denoiser(z, sigma), mask_id)
+    return denoiser(z, sigma)
 
 
 def without_mask(logits: torch.Tensor, mask_id: int) -> torch.Tensor:
@@ -160,8 +164,8 @@ def leave_one_out(denoiser: Denoiser, x: torch.Tensor, real: torch.Tensor, mask_
         z = x[r].clone()
         z[torch.arange(len(r), device=x.device), c] = mask_id
         tt = torch.full((len(r),), t, dtype=torch.float64, device=x.device)
-        logits = _logits(denoiser, z, tt, schedule, mask_id)
-        at = logits[torch.arange(len(r), device=x.device), c]               # (n, K)
+        logits = _raw_logits(denoiser, z, tt, schedule)
+        at = without_mask(logits[torch.arange(len(r), device=x.device), c], mask_id)  # (n, K)
         h, log_z = softmax_rows.entropy_and_log_normalizer(at)
         entropy[r, c] = h
         log_p[r, c] = at.gather(-1, x[r, c].unsqueeze(-1)).squeeze(-1).double() - log_z

@@ -1,0 +1,81 @@
+"""The family operations of the probes skip the K-wide work of positions whose values are
+discarded (pads, the autoregressive first token): the same numbers at the others, 0 there."""
+
+import torch
+
+from attractor import families, softmax_rows, streams
+from attractor.families import Autoregressive, Uniform
+from attractor.loss_fused import fused_nelbo_per_token
+from attractor.schedule import LogLinear
+
+K, B, L = 11, 3, 6
+
+
+def close(a, b):
+    """Equal up to the order of float32 sums (the bf16 fast route of softmax_rows)."""
+    torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-9)
+
+
+def planted(gen):
+    """A denoiser whose logits depend on the token, its position and sigma (bf16, as under
+    autocast), so that every row differs."""
+    table = torch.randn(K, K, generator=gen) * 3
+    where = torch.randn(L, K, generator=gen)
+
+    def denoiser(z, sigma):
+        return (table[z] + where[: z.shape[1]] + sigma[:, None, None]).bfloat16()
+    return denoiser
+
+
+def batch(gen):
+    x = torch.randint(0, K, (B, L), generator=gen)
+    real = torch.arange(L)[None] < torch.tensor([[L], [3], [1]])            # padded rows
+    return x, real
+
+
+def test_uniform_clean_scores_at_real_tokens_only(gen):
+    denoiser, (x, real) = planted(gen), batch(gen)
+    ops = Uniform(LogLinear(), K)
+    h, log_p = ops.clean_scores(denoiser, x, real, 1e-5, 64)
+    tt = torch.full((B,), 1e-5, dtype=torch.float64)
+    sigma = families._sigma(ops.schedule, tt)
+    logits = denoiser(x, sigma)
+    h_all, log_z = softmax_rows.entropy_and_log_normalizer(logits)
+    log_p_all = logits.gather(-1, x[..., None])[..., 0].double() - log_z
+    close(h[real], h_all[real])
+    close(log_p[real], log_p_all[real])
+    assert bool((h[~real] == 0).all()) and bool((log_p[~real] == 0).all())
+
+
+def test_autoregressive_clean_scores_are_next_token_scores_of_real_tokens(gen):
+    denoiser, (x, real) = planted(gen), batch(gen)
+    h, log_p = Autoregressive(LogLinear(), K, 0).clean_scores(denoiser, x, real, 0.0, 64)
+    logits = denoiser(x, torch.zeros(B))
+    for b in range(B):
+        for pos in range(L):
+            if pos == 0 or not real[b, pos]:
+                assert h[b, pos] == 0 and log_p[b, pos] == 0
+                continue
+            row = logits[b, pos - 1]                                      # predicts pos
+            ref_h, ref_z = softmax_rows.entropy_and_log_normalizer(row[None])
+            # one row alone may be summed in another order (float32 sums of bf16 rows)
+            close(h[b, pos], ref_h[0])
+            close(log_p[b, pos], row[x[b, pos]].double() - ref_z[0])
+
+
+def test_uniform_nelbo_sums_the_real_tokens_of_the_full_loss(gen, monkeypatch):
+    denoiser, (x, real) = planted(gen), batch(gen)
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append((args, kwargs))
+        return fused_nelbo_per_token(*args, **kwargs)
+
+    monkeypatch.setattr(families, "fused_nelbo_per_token", spy)
+    keys = [streams.item_key(7, streams.digest(x[b]), 0) for b in range(B)]
+    got = Uniform(LogLinear(), K).nelbo(denoiser, x, real, 4, streams.RowStreams(keys, x.device))
+    ((args, kwargs),) = calls
+    m_rep = real.repeat_interleave(4, 0)
+    assert torch.equal(kwargs["rows"], m_rep)
+    full = fused_nelbo_per_token(*args).double()                # every position, pads too
+    close(got, (full * m_rep).sum(-1).view(B, 4).mean(-1))
