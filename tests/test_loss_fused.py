@@ -114,3 +114,13 @@ def test_rows_give_the_loss_of_those_positions_and_zero_elsewhere(gen, dtype, mo
     assert bool((out[~rows] == 0).all())
     torch.testing.assert_close(grad[rows], full_grad[rows], **tol)
     assert bool((grad[~rows] == 0).all())
+
+
+def test_no_rows_and_all_rows(gen):
+    """No position asked for: zeros, also through the whole-tensor (compiled) chunking; every
+    position asked for: the plain result."""
+    case = _case(gen, 7, torch.float64)
+    none = torch.zeros(case[1].shape, dtype=torch.bool)
+    assert bool((fused_nelbo_per_token(*case, rows=none) == 0).all())
+    assert list(loss_fused._chunks(0, 7, whole=True)) == []
+    assert torch.equal(fused_nelbo_per_token(*case, rows=~none), fused_nelbo_per_token(*case))

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from attractor import masked, retrieval, softmax_rows, streams
 from attractor.errors import UserError
@@ -215,7 +216,7 @@ class Autoregressive:
         logits = denoiser(x, torch.zeros(len(x), device=x.device))         # row l predicts l + 1
         h, log_p = _scores_at(logits[:, :-1], x[:, 1:], real[:, 1:])
         # the first token is given, not predicted
-        return torch.nn.functional.pad(h, (1, 0)), torch.nn.functional.pad(log_p, (1, 0))
+        return F.pad(h, (1, 0)), F.pad(log_p, (1, 0))
 
     def nelbo(self, denoiser, x, real, samples: int, generator):
         """The exact negative log-likelihood of each sequence (nats), over real tokens."""

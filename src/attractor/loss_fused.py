@@ -25,7 +25,7 @@ CHUNK_ELEMENTS = 1 << 20
 
 
 def _chunks(n: int, vocab: int, whole: bool):
-    size = n if whole else max(1, CHUNK_ELEMENTS // vocab)
+    size = max(1, n if whole else CHUNK_ELEMENTS // vocab)
     for start in range(0, n, size):
         yield slice(start, min(n, start + size))
 
@@ -241,6 +241,8 @@ def fused_nelbo_per_token(logits: torch.Tensor, x0: torch.Tensor, zt: torch.Tens
     alpha = alpha_t.to(torch.float64)[:, None].expand(B, L).reshape(-1)
     dalpha = dalpha_t.to(torch.float64)[:, None].expand(B, L).reshape(-1)
     flat = (logits.reshape(-1, K), x0.reshape(-1), zt.reshape(-1), alpha, dalpha)
+    if rows is not None and bool(rows.all()):
+        rows = None                                       # no copy of the rows when all are kept
     if rows is not None:
         keep = rows.reshape(-1)
         flat = tuple(a[keep] for a in flat)

@@ -43,11 +43,12 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
     return x * cos.to(dtype) + torch.cat([-x2, x1], dim=-1) * sin.to(dtype)
 
 
-def explicit_attention(v: torch.Tensor) -> bool:
-    """Whether :func:`attention` writes attention out in float32 for these (B, H, L, hd) values:
-    bf16 on a CPU with L <= EXPLICIT_ATTENTION_MAX_LENGTH."""
+def explicit_attention(v: torch.Tensor, length: int | None = None) -> bool:
+    """Whether attention is written out in float32 for these values (B, H, L, hd), or a tensor
+    of theirs at sequence length ``length``: bf16 on a CPU with L <= EXPLICIT_ATTENTION_MAX_LENGTH."""
+    length = v.shape[-2] if length is None else length
     return (v.device.type == "cpu" and v.dtype == torch.bfloat16
-            and v.shape[-2] <= EXPLICIT_ATTENTION_MAX_LENGTH)
+            and length <= EXPLICIT_ATTENTION_MAX_LENGTH)
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -79,8 +80,7 @@ def rotary_attention(qkv: torch.Tensor, heads: int, rotary: tuple[torch.Tensor, 
     ``rotary_tables`` of length L -> (B, L, d), the heads' outputs side by side."""
     B, L, three_d = qkv.shape
     d = three_d // 3
-    explicit = (qkv.device.type == "cpu" and qkv.dtype == torch.bfloat16
-                and L <= EXPLICIT_ATTENTION_MAX_LENGTH)
+    explicit = explicit_attention(qkv, L)
     if explicit and not torch.compiler.is_compiling():
         return _RotaryAttention.apply(qkv, heads, *rotary, causal)
     q, k, v = qkv.view(B, L, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
@@ -142,6 +142,7 @@ class _RotaryAttention(torch.autograd.Function):
         return out.view(B, L, heads * hd)
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
         rot, V, A, c, s = ctx.saved_tensors
         _, B, H, L, hd = rot.shape
