@@ -6,7 +6,7 @@ import torch
 from attractor import families, softmax_rows, streams
 from attractor.families import Autoregressive, Uniform
 from attractor.loss_fused import fused_nelbo_per_token
-from attractor.schedule import LogLinear
+from attractor.schedule import LogLinear, sigma_from_alpha
 
 K, B, L = 11, 3, 6
 
@@ -77,5 +77,31 @@ def test_uniform_nelbo_sums_the_real_tokens_of_the_full_loss(gen, monkeypatch):
     ((args, kwargs),) = calls
     m_rep = real.repeat_interleave(4, 0)
     assert torch.equal(kwargs["rows"], m_rep)
-    full = fused_nelbo_per_token(*args).double()                # every position, pads too
+    x_rep, zt, alpha, dalpha = args[1:]
+    assert args[0].shape == (int(m_rep.sum()), K)                # the real rows' logits only
+    logits = denoiser(zt, sigma_from_alpha(alpha).to(torch.float32))
+    full = fused_nelbo_per_token(logits, x_rep, zt, alpha, dalpha).double()   # pads too
     close(got, (full * m_rep).sum(-1).view(B, 4).mean(-1))
+
+
+def test_a_denoiser_that_takes_rows_is_asked_for_the_kept_ones(gen):
+    """sampler.logits_at: a denoiser with ``takes_rows`` gets the positions to produce, and the
+    family operations give the same numbers as from a denoiser called whole."""
+    plain = planted(gen)
+    asked = []
+
+    def rows_only(z, sigma, rows):
+        asked.append(rows)
+        return plain(z, sigma)[rows]
+
+    rows_only.takes_rows = True
+    x, real = batch(gen)
+    for ops in (Uniform(LogLinear(), K), Autoregressive(LogLinear(), K, 0)):
+        for a, b in zip(ops.clean_scores(plain, x, real, 1e-5, 64),
+                        ops.clean_scores(rows_only, x, real, 1e-5, 64), strict=True):
+            assert torch.equal(a, b)
+    assert torch.equal(asked[0], real) and int(asked[1].sum()) == int(real[:, 1:].sum())
+    keys = [streams.item_key(3, streams.digest(x[b]), 0) for b in range(B)]
+    nelbo = [Uniform(LogLinear(), K).nelbo(d, x, real, 2, streams.RowStreams(keys, x.device))
+             for d in (plain, rows_only)]
+    assert torch.equal(*nelbo) and torch.equal(asked[-1], real.repeat_interleave(2, 0))

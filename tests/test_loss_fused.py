@@ -101,14 +101,15 @@ def test_bf16_logits_are_read_in_float32(gen, monkeypatch):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
 def test_rows_give_the_loss_of_those_positions_and_zero_elsewhere(gen, dtype, monkeypatch):
-    """Only the positions asked for (a probe's real tokens) are computed: the same values and
-    gradients there as from every position, and 0 at the others."""
+    """Only the positions asked for (a probe's real tokens), given their logits alone: the same
+    values and gradients there as from every position, and 0 at the others."""
     monkeypatch.setattr(loss_fused, "CHUNK_ELEMENTS", 4 * 301)          # several chunks
     case = _case(gen, 301, dtype)
     rows = torch.rand(case[1].shape, generator=gen) < 0.4
     w = torch.rand(case[1].shape, generator=gen, dtype=torch.float64).to(dtype)
     full, full_grad = _value_and_grad(fused_nelbo_per_token, *case, w)
-    out, grad = _value_and_grad(lambda *a: fused_nelbo_per_token(*a, rows=rows), *case, w)
+    out, grad = _value_and_grad(lambda lg, *a: fused_nelbo_per_token(lg[rows], *a, rows=rows),
+                                *case, w)
     tol = {"rtol": 1e-6, "atol": 1e-9} if dtype == torch.float64 else {}   # float32 sums' order
     torch.testing.assert_close(out[rows], full[rows], **tol)
     assert bool((out[~rows] == 0).all())
@@ -121,6 +122,8 @@ def test_no_rows_and_all_rows(gen):
     position asked for: the plain result."""
     case = _case(gen, 7, torch.float64)
     none = torch.zeros(case[1].shape, dtype=torch.bool)
-    assert bool((fused_nelbo_per_token(*case, rows=none) == 0).all())
+    logits = case[0]
+    assert bool((fused_nelbo_per_token(logits[none], *case[1:], rows=none) == 0).all())
     assert list(loss_fused._chunks(0, 7, whole=True)) == []
-    assert torch.equal(fused_nelbo_per_token(*case, rows=~none), fused_nelbo_per_token(*case))
+    assert torch.equal(fused_nelbo_per_token(logits[~none], *case[1:], rows=~none),
+                       fused_nelbo_per_token(*case))

@@ -139,3 +139,21 @@ def test_nelbo_per_token_is_the_masked_rows_loss_and_zero_elsewhere(gen):
     (got,) = torch.autograd.grad((loss * w).sum(), logits)
     (want,) = torch.autograd.grad((ref * w).sum(), logits)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_leave_one_out_asks_a_denoiser_that_takes_rows_for_one_row_each(gen):
+    logits = torch.randn(2, 5, K + 1, generator=gen)
+
+    def whole(zt, sigma):
+        return logits[: len(zt)] + (zt == MASK)[..., None]           # depends on the masking
+
+    def rows_only(zt, sigma, rows):
+        assert bool((rows.sum(-1) == 1).all())                       # one position per row
+        return whole(zt, sigma)[rows]
+
+    rows_only.takes_rows = True
+    x = torch.randint(0, K, (2, 5), generator=gen)
+    real = torch.tensor([[True] * 5, [True, True, False, False, False]])
+    a = masked.leave_one_out(whole, x, real, MASK, 0.2, SCHEDULE, max_rows=2)
+    b = masked.leave_one_out(rows_only, x, real, MASK, 0.2, SCHEDULE, max_rows=2)
+    assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))

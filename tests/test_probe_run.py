@@ -235,3 +235,34 @@ def test_one_line_errors(memorised_run, tmp_path, capsys):
     other = _copy(memorised_run, tmp_path / "c")
     word_tokenizer(["only", "three", "words"]).save(str(other / "tokenizer.json"))
     assert "tokenizer has" in _error(["probe", "entropy", str(other)], capsys)
+
+
+def test_denoiser_rows_are_the_rows_of_the_whole_logits(memorised_run):
+    """Given rows, a run's denoiser runs the DiT's output layer on those rows alone, with the
+    logits the whole call has there; a model that is not a DiT is called whole and selected."""
+    import dataclasses
+
+    from attractor.probes.common import pick_sequences
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, zt, sigma):
+            return self.inner(zt, sigma)
+
+    for precision in ("fp32", "bf16"):
+        r = load_run(memorised_run, device="cpu", precision=precision)
+        _, x, real = pick_sequences(r, 8, torch.Generator().manual_seed(0))["train"]
+        real[:, -3:] = False                                      # some rows left out
+        sigma = torch.full((len(x),), 0.3)
+        whole = r.denoiser()(x, sigma)[real]
+        calls = []
+        hook = r.model.output.register_forward_hook(lambda *a: calls.append(1))
+        part = r.denoiser()(x, sigma, rows=real)
+        hook.remove()
+        assert not calls and part.shape == whole.shape and part.dtype == whole.dtype
+        torch.testing.assert_close(part.float(), whole.float(), rtol=2 ** -7, atol=1e-6)
+        other = dataclasses.replace(r, model=Wrapped(r.model)).denoiser()
+        assert torch.equal(other(x, sigma, rows=real), whole)

@@ -30,7 +30,7 @@ from attractor.errors import UserError
 from attractor.forward import corrupt_exactly, q_xt
 from attractor.loss import stratified_times
 from attractor.loss_fused import fused_nelbo_per_token
-from attractor.sampler import SamplerConfig, generate, reverse_process
+from attractor.sampler import SamplerConfig, generate, logits_at, reverse_process
 from attractor.schedule import sigma_from_alpha
 
 T_MIN = SamplerConfig().t_min
@@ -87,14 +87,14 @@ class Uniform:
 
     def clean_scores(self, denoiser, x, real, t: float, max_rows: int):
         tt = torch.full((len(x),), t, dtype=torch.float64, device=x.device)
-        return _scores_at(denoiser(x, _sigma(self.schedule, tt)), x, real)
+        return _scores_at(logits_at(denoiser, x, _sigma(self.schedule, tt), real), x, real)
 
     def nelbo(self, denoiser, x, real, samples: int, generator):
         t = _repeat_times(len(x), samples, generator, x.device)
         x_rep, m_rep = x.repeat_interleave(samples, 0), real.repeat_interleave(samples, 0)
         alpha, dalpha = self.schedule.alpha(t), self.schedule.dalpha(t)
         zt = q_xt(x_rep, alpha, self.vocab_size, streams.repeat(generator, samples))
-        logits = denoiser(zt, sigma_from_alpha(alpha).to(torch.float32))
+        logits = logits_at(denoiser, zt, sigma_from_alpha(alpha).to(torch.float32), m_rep)
         per_token = fused_nelbo_per_token(logits, x_rep, zt, alpha, dalpha, rows=m_rep)
         return per_token.double().sum(-1).view(len(x), samples).mean(-1)
 
@@ -146,7 +146,8 @@ class Masked:
         alpha, dalpha = self.schedule.alpha(t), self.schedule.dalpha(t)
         zt = masked.mask_forward(x_rep, alpha, self.mask_id, streams.repeat(generator, samples),
                                  m_rep)
-        logits = denoiser(zt, sigma_from_alpha(alpha).to(torch.float32))
+        logits = logits_at(denoiser, zt, sigma_from_alpha(alpha).to(torch.float32),
+                           zt == self.mask_id)                          # the masked rows
         per_token = masked.nelbo_per_token(logits, x_rep, zt, alpha, dalpha, self.mask_id)
         return per_token.double().sum(-1).view(len(x), samples).mean(-1)
 
@@ -213,10 +214,10 @@ class Autoregressive:
         return h
 
     def clean_scores(self, denoiser, x, real, t: float, max_rows: int):
-        logits = denoiser(x, torch.zeros(len(x), device=x.device))         # row l predicts l + 1
-        h, log_p = _scores_at(logits[:, :-1], x[:, 1:], real[:, 1:])
-        # the first token is given, not predicted
-        return F.pad(h, (1, 0)), F.pad(log_p, (1, 0))
+        # the logits at l predict token l + 1; the first token is given, not predicted
+        before = F.pad(real[:, 1:], (0, 1))                       # positions followed by a real one
+        logits = logits_at(denoiser, x, torch.zeros(len(x), device=x.device), before)
+        return _scores_at(logits, x, F.pad(real[:, 1:], (1, 0)))
 
     def nelbo(self, denoiser, x, real, samples: int, generator):
         """The exact negative log-likelihood of each sequence (nats), over real tokens."""
@@ -231,10 +232,9 @@ class Autoregressive:
         return self.retrieve("stochastic", denoiser, z, None, generator, free, None, free)[0]
 
 
-def _scores_at(logits: torch.Tensor, x: torch.Tensor, at: torch.Tensor):
-    """Entropy (eq. 13) and log x_theta[x^l] of the (B, L, K) logits at the positions ``at``
-    (B, L) bool, each (B, L) float64 and 0 elsewhere; only those rows' K-wide work is done."""
-    rows = logits[at]                                                      # (n, K)
+def _scores_at(rows: torch.Tensor, x: torch.Tensor, at: torch.Tensor):
+    """Entropy (eq. 13) and log x_theta[x^l] at the positions ``at`` (B, L) bool, from their
+    (n, K) logits ``rows`` (row-major): each (B, L) float64, 0 elsewhere."""
     h, log_z = softmax_rows.entropy_and_log_normalizer(rows)
     log_p = rows.gather(-1, x[at].unsqueeze(-1)).squeeze(-1).double() - log_z
     zeros = torch.zeros(x.shape, dtype=torch.float64, device=x.device)

@@ -226,29 +226,28 @@ def fused_nelbo_per_token(logits: torch.Tensor, x0: torch.Tensor, zt: torch.Tens
     """Eq. (3) per token straight from the logits (any float dtype, e.g. bf16 under autocast).
 
     Args:
-        logits: (B, L, K) denoiser outputs (softmax = x_theta).
+        logits: (B, L, K) denoiser outputs (softmax = x_theta); or, with ``rows``, the (n, K)
+            logits of those positions only (row-major, :func:`attractor.sampler.logits_at`).
         x0, zt: (B, L) int64 clean and noisy ids.
         alpha_t, dalpha_t: (B,) signal level (< 1) and its time derivative.
         compiled: run the K-wide kernels through torch.compile (one fused loop each; the first
             call compiles them).
-        rows: (B, L) bool, the positions whose loss is wanted (e.g. the real tokens); the
-            others are 0 and their K-wide work is skipped. Default: every position.
+        rows: (B, L) bool, the positions whose loss is wanted (e.g. a probe's real tokens); the
+            loss is 0 at the others, which are never computed. Default: every position.
     Returns:
         (B, L) per-token loss, float32 (float64 for float64 logits); differentiable with respect
         to ``logits``.
     """
-    B, L, K = logits.shape
+    B, L = x0.shape
+    K = logits.shape[-1]
     alpha = alpha_t.to(torch.float64)[:, None].expand(B, L).reshape(-1)
     dalpha = dalpha_t.to(torch.float64)[:, None].expand(B, L).reshape(-1)
-    flat = (logits.reshape(-1, K), x0.reshape(-1), zt.reshape(-1), alpha, dalpha)
-    if rows is not None and bool(rows.all()):
-        rows = None                                       # no copy of the rows when all are kept
+    per_token = (x0.reshape(-1), zt.reshape(-1), alpha, dalpha)
     if rows is not None:
         keep = rows.reshape(-1)
-        flat = tuple(a[keep] for a in flat)
+        per_token = tuple(a[keep] for a in per_token)
     with torch.autocast(device_type=logits.device.type, enabled=False):
-        loss = _FusedNELBO.apply(*flat, compiled)
+        loss = _FusedNELBO.apply(logits.reshape(-1, K), *per_token, compiled)
     if rows is None:
         return loss.view(B, L)
     return loss.new_zeros(B, L).index_put((rows,), loss)
-

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 
 from attractor import softmax_rows
-from attractor.sampler import Denoiser, time_grid
+from attractor.sampler import Denoiser, logits_at, time_grid
 from attractor.schedule import sigma_from_alpha
 from attractor.streams import uniform
 
@@ -68,9 +68,13 @@ def nelbo_per_token(logits: torch.Tensor, x0: torch.Tensor, zt: torch.Tensor,
     """The masked NELBO integrand per token, (B, L) float32 (0 where z_t is not masked; only the
     masked rows' K-wide work is done).
 
-    logits (B, L, K) (any float dtype), x0 and zt (B, L) int64, alpha_t and dalpha_t (B,)."""
+    logits (B, L, K) (any float dtype), or only the (n, K) rows of the masked positions
+    (row-major, :func:`attractor.sampler.logits_at`); x0 and zt (B, L) int64, alpha_t and
+    dalpha_t (B,)."""
     masked = zt == mask_id
-    rows = without_mask(logits[masked], mask_id)                           # (n, K) float32
+    if logits.dim() == 3:
+        logits = logits[masked]
+    rows = without_mask(logits, mask_id)                                   # (n, K) float32
     log_p = rows.gather(-1, x0[masked].unsqueeze(-1)).squeeze(-1) - torch.logsumexp(rows, dim=-1)
     weight = (-dalpha_t / (1.0 - alpha_t)).to(torch.float32)[:, None].expand(masked.shape)
     return log_p.new_zeros(masked.shape).index_put((masked,), weight[masked] * -log_p)
@@ -78,12 +82,11 @@ def nelbo_per_token(logits: torch.Tensor, x0: torch.Tensor, zt: torch.Tensor,
 
 def _logits(denoiser: Denoiser, z: torch.Tensor, t: torch.Tensor, schedule,
             mask_id: int) -> torch.Tensor:
-    return without_mask(_raw_logits(denoiser, z, t, schedule), mask_id)
+    return without_mask(denoiser(z, _sigma(t, schedule)), mask_id)
 
 
-def _raw_logits(denoiser: Denoiser, z: torch.Tensor, t: torch.Tensor, schedule) -> torch.Tensor:
-    sigma = sigma_from_alpha(schedule.alpha(t.to(torch.float64))).to(torch.float32)
-    return denoiser(z, sigma)
+def _sigma(t: torch.Tensor, schedule) -> torch.Tensor:
+    return sigma_from_alpha(schedule.alpha(t.to(torch.float64))).to(torch.float32)
 
 
 def without_mask(logits: torch.Tensor, mask_id: int) -> torch.Tensor:
@@ -164,8 +167,9 @@ def leave_one_out(denoiser: Denoiser, x: torch.Tensor, real: torch.Tensor, mask_
         z = x[r].clone()
         z[torch.arange(len(r), device=x.device), c] = mask_id
         tt = torch.full((len(r),), t, dtype=torch.float64, device=x.device)
-        logits = _raw_logits(denoiser, z, tt, schedule)
-        at = without_mask(logits[torch.arange(len(r), device=x.device), c], mask_id)  # (n, K)
+        one = torch.zeros(z.shape, dtype=torch.bool, device=x.device)
+        one[torch.arange(len(r), device=x.device), c] = True              # row i: position c_i
+        at = without_mask(logits_at(denoiser, z, _sigma(tt, schedule), one), mask_id)  # (n, K)
         h, log_z = softmax_rows.entropy_and_log_normalizer(at)
         entropy[r, c] = h
         log_p[r, c] = at.gather(-1, x[r, c].unsqueeze(-1)).squeeze(-1).double() - log_z

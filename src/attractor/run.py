@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from attractor.errors import UserError, require
 
@@ -56,15 +57,28 @@ class Run:
         return self.dataset.sequences[self.test_ids]
 
     def denoiser(self):
-        """zt (B, L) int64, sigma (B,) -> logits (B, L, K), float32 or bf16, without gradients."""
+        """zt (B, L) int64, sigma (B,) -> logits (B, L, K), float32 or bf16, without gradients;
+        given ``rows`` (B, L) bool, the (n, K) logits of those positions only (a DiT then runs
+        its output layer on those rows alone; :func:`attractor.sampler.logits_at`)."""
         model, device = self.model, self.device
         bf16 = self.precision == "bf16"
+        from attractor.model import DiT
+
+        head_on_rows = isinstance(model, DiT)
 
         @torch.no_grad()
-        def call(zt: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        def call(zt: torch.Tensor, sigma: torch.Tensor, rows: torch.Tensor | None = None
+                 ) -> torch.Tensor:
+            zt, sigma = zt.to(device), sigma.to(device)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
-                return model(zt.to(device), sigma.to(device))
+                if rows is None:
+                    return model(zt, sigma)
+                rows = rows.to(device)
+                if head_on_rows:
+                    return model(zt, sigma, head=lambda h, w, b: F.linear(h[rows], w, b))
+                return model(zt, sigma)[rows]
 
+        call.takes_rows = True
         return call
 
 

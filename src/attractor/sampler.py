@@ -49,6 +49,18 @@ from attractor.softmax_rows import argmax, log_normalizer, row_stats, sample
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
+
+def logits_at(denoiser: Denoiser, zt: torch.Tensor, sigma: torch.Tensor,
+              at: torch.Tensor) -> torch.Tensor:
+    """The (n, K) logits of the positions ``at`` (B, L) bool, in row-major order (n = at.sum()).
+
+    A denoiser with ``takes_rows`` (``Run.denoiser``) is asked for those rows only, so that a DiT
+    runs its output layer on them alone; any other is called whole and its rows selected."""
+    if getattr(denoiser, "takes_rows", False):
+        return denoiser(zt, sigma, rows=at)
+    logits = denoiser(zt, sigma)
+    return logits.reshape(-1, logits.shape[-1]) if bool(at.all()) else logits[at]
+
 DYNAMICS = ("ancestral", "posterior-argmax")
 FINAL_STEPS = ("ancestral", "greedy", "none")
 

@@ -101,15 +101,16 @@ class TimedDenoiser:
         self.device = torch.device(device)
         self.seconds = 0.0
         self.calls = 0
+        self.takes_rows = getattr(denoiser, "takes_rows", False)     # see sampler.logits_at
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def __call__(self, zt: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    def __call__(self, zt: torch.Tensor, sigma: torch.Tensor, **rows) -> torch.Tensor:
         self._sync()
         start = time.perf_counter()
-        out = self.denoiser(zt, sigma)
+        out = self.denoiser(zt, sigma, **rows)
         self._sync()
         self.seconds += time.perf_counter() - start
         self.calls += 1
