@@ -138,3 +138,28 @@ def test_adaln_keeps_float32_bits_and_fuses_bf16(gen):
     ref = norm(x) * (1 + scale.bfloat16()) + shift.bfloat16()          # the unfused products
     assert low.dtype == torch.float32
     torch.testing.assert_close(low, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_gradients_are_bit_identical_on_two_threads(gen):
+    """Training reproduces from its config on a multi-threaded CPU: repeated backward passes
+    give the same gradients, the embedding's included (its rows gather many positions; indexing
+    the table accumulated them in an order that varied between calls on two threads)."""
+    model = tiny_model(K=300)
+    with torch.no_grad():
+        for p in model.parameters():
+            if (p == 0).all():
+                p.normal_(0, 0.02, generator=gen)
+    zt = torch.randint(0, 300, (64, 32), generator=gen)
+    sigma = torch.rand(64, generator=gen)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        grads = []
+        for _ in range(4):
+            model.zero_grad()
+            model(zt, sigma).logsumexp(-1).sum().backward()
+            grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    finally:
+        torch.set_num_threads(before)
+    for other in grads[1:]:
+        assert all(torch.equal(grads[0][n], other[n]) for n in other)

@@ -162,7 +162,7 @@ class DiT(nn.Module):
         """zt (B, L) int64, sigma (B,) float -> the output layer's input (B, L, d)."""
         if not self.cfg.time_conditioning:     # MDLM-style: one conditioning vector for every t
             sigma = torch.zeros_like(sigma)
-        h = self.embedding[zt]                                              # (B, L, d)
+        h = F.embedding(zt, self.embedding)                                 # (B, L, d)
         c = self.time(sigma)                                                # (B, cond)
         rotary = self._rotary(zt.shape[1], zt.device)
         for block in self.blocks:
