@@ -239,10 +239,12 @@ def test_one_line_errors(memorised_run, tmp_path, capsys):
 
 def test_denoiser_rows_are_the_rows_of_the_whole_logits(memorised_run):
     """Given rows, a run's denoiser runs the DiT's output layer on those rows alone, with the
-    logits the whole call has there; a model that is not a DiT is called whole and selected."""
+    logits the whole call has there; a model that is not a DiT does not take rows, and
+    sampler.logits_at selects them from its whole call."""
     import dataclasses
 
     from attractor.probes.common import pick_sequences
+    from attractor.sampler import logits_at
 
     class Wrapped(torch.nn.Module):
         def __init__(self, inner):
@@ -264,5 +266,7 @@ def test_denoiser_rows_are_the_rows_of_the_whole_logits(memorised_run):
         hook.remove()
         assert not calls and part.shape == whole.shape and part.dtype == whole.dtype
         torch.testing.assert_close(part.float(), whole.float(), rtol=2 ** -7, atol=1e-6)
+        assert r.denoiser().takes_rows
         other = dataclasses.replace(r, model=Wrapped(r.model)).denoiser()
-        assert torch.equal(other(x, sigma, rows=real), whole)
+        assert not other.takes_rows
+        assert torch.equal(logits_at(other, x, sigma, real), whole)

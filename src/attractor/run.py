@@ -57,14 +57,13 @@ class Run:
         return self.dataset.sequences[self.test_ids]
 
     def denoiser(self):
-        """zt (B, L) int64, sigma (B,) -> logits (B, L, K), float32 or bf16, without gradients;
-        given ``rows`` (B, L) bool, the (n, K) logits of those positions only (a DiT then runs
-        its output layer on those rows alone; :func:`attractor.sampler.logits_at`)."""
+        """zt (B, L) int64, sigma (B,) -> logits (B, L, K), float32 or bf16, without gradients.
+        For a DiT it also takes ``rows`` (B, L) bool and returns the (n, K) logits of those
+        positions, its output layer run on them alone (``takes_rows``, for
+        :func:`attractor.sampler.logits_at`, which selects the rows of any other model)."""
         model, device = self.model, self.device
         bf16 = self.precision == "bf16"
         from attractor.model import DiT
-
-        head_on_rows = isinstance(model, DiT)
 
         @torch.no_grad()
         def call(zt: torch.Tensor, sigma: torch.Tensor, rows: torch.Tensor | None = None
@@ -73,12 +72,10 @@ class Run:
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
                 if rows is None:
                     return model(zt, sigma)
-                rows = rows.to(device)
-                if head_on_rows:
-                    return model(zt, sigma, head=lambda h, w, b: F.linear(h[rows], w, b))
-                return model(zt, sigma)[rows]
+                keep = rows.to(device)
+                return model(zt, sigma, head=lambda h, w, b: F.linear(h[keep], w, b))
 
-        call.takes_rows = True
+        call.takes_rows = isinstance(model, DiT)
         return call
 
 

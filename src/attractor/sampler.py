@@ -61,6 +61,7 @@ def logits_at(denoiser: Denoiser, zt: torch.Tensor, sigma: torch.Tensor,
     logits = denoiser(zt, sigma)
     return logits.reshape(-1, logits.shape[-1]) if bool(at.all()) else logits[at]
 
+
 DYNAMICS = ("ancestral", "posterior-argmax")
 FINAL_STEPS = ("ancestral", "greedy", "none")
 

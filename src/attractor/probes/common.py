@@ -107,10 +107,10 @@ class TimedDenoiser:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def __call__(self, zt: torch.Tensor, sigma: torch.Tensor, **rows) -> torch.Tensor:
+    def __call__(self, zt: torch.Tensor, sigma: torch.Tensor, **kwargs) -> torch.Tensor:
         self._sync()
         start = time.perf_counter()
-        out = self.denoiser(zt, sigma, **rows)
+        out = self.denoiser(zt, sigma, **kwargs)                    # rows=, see takes_rows
         self._sync()
         self.seconds += time.perf_counter() - start
         self.calls += 1
