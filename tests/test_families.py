@@ -105,3 +105,47 @@ def test_a_denoiser_that_takes_rows_is_asked_for_the_kept_ones(gen):
     nelbo = [Uniform(LogLinear(), K).nelbo(d, x, real, 2, streams.RowStreams(keys, x.device))
              for d in (plain, rows_only)]
     assert torch.equal(*nelbo) and torch.equal(asked[-1], real.repeat_interleave(2, 0))
+
+
+def _cfg(**kw):
+    from types import SimpleNamespace
+    return SimpleNamespace(reverse_steps=3, max_iterations=4, **kw)
+
+
+def test_retrieval_and_start_entropy_ask_only_for_the_positions_they_can_change(gen):
+    """Every family's retrieval and start-time entropy ask a denoiser that takes rows for the
+    positions they may change or report (never a pad; the autoregressive baseline for the one
+    position it predicts), and give the same ids and entropies as from the denoiser called
+    whole; the entropy is 0 at pads."""
+    from attractor.families import Masked
+
+    plain = planted(gen)
+    x, real = batch(gen)
+    t0 = torch.full((B,), 0.6, dtype=torch.float64)
+    cases = [(Uniform(LogLinear(), K), k) for k in ("stochastic", "posterior-argmax",
+                                                    "annealed", "fixed-point")]
+    cases += [(Masked(LogLinear(), K, K - 1), k) for k in ("stochastic", "annealed")]
+    cases += [(Autoregressive(LogLinear(), K, 0), k) for k in ("stochastic", "annealed")]
+    for ops, kind in cases:
+        zt = ops.forward(x, torch.full((B,), 0.6), gen, real)
+        asked = []
+
+        def rows_only(z, sigma, rows):
+            asked.append(rows)
+            return plain(z, sigma)[rows]
+
+        rows_only.takes_rows = True
+        keys = [streams.item_key(5, b) for b in range(B)]
+        got = [ops.retrieve(kind, d, zt, t0, streams.RowStreams(keys), real, _cfg())[0]
+               for d in (plain, rows_only)]
+        assert torch.equal(*got), (ops.name, kind)
+        assert asked, (ops.name, kind)
+        for a in asked:             # the autoregressive baseline: one position per row a call
+            if ops.name == "ar":
+                assert bool((a.sum(-1) == 1).all()), kind
+            elif len(a) == B:       # (later fixed-point updates ask for the unfinished rows)
+                assert not bool((a & ~real).any()), (ops.name, kind)
+        asked.clear()
+        h = [ops.start_entropy(d, zt, t0, real) for d in (plain, rows_only)]
+        close(*h)
+        assert bool((h[0][~real] == 0).all()) and not bool((asked[0] & ~real).any())

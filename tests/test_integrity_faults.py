@@ -124,8 +124,8 @@ def test_a_probe_and_a_report_exclude_each_other(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_two_trainings_into_one_directory_never_mix(tmp_path):
-    """The issue's reproduction, 20 times with random start offsets: one of the two runs is
-    refused, and the directory holds exactly the other's run."""
+    """The issue's reproduction, 10 times with random start offsets:
+    one of the two runs is refused, and the directory holds exactly the other's run."""
     argv = ["train", *TRAIN, "--steps", "60", "--checkpoint-every", "5"]
     refs = {}
     for seed in (0, 1):
@@ -135,7 +135,7 @@ def test_two_trainings_into_one_directory_never_mix(tmp_path):
                               capture_output=True).returncode == 0
     rng = random.Random(0)
     outcomes = []
-    for rep in range(20):
+    for rep in range(10):
         out = tmp_path / f"conc{rep}"
         first = _spawn([*argv, "--out", str(out), "--seed", "0"])
         time.sleep(rng.uniform(0.0, 2.5))

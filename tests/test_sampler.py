@@ -147,3 +147,70 @@ def test_positions_that_are_not_free_never_change(dynamics, gen):
                 fixed_point(noisy, x0, torch.full((6,), 0.6), SCHEDULE, 5, free=free).z):
         assert torch.equal(out[~free], x0[~free])
         assert not torch.equal(out[free], x0[free])
+
+
+@pytest.mark.parametrize("greedy", [False, True])
+@pytest.mark.parametrize("final", [False, True])
+def test_a_step_on_some_positions_is_the_step_on_all_restricted_to_them(greedy, final, gen):
+    """posterior_step given the (n, K) logits of the positions ``at`` alone: those positions
+    get what the step on every position gives them (every position draws its numbers either
+    way), the others keep z_t."""
+    from attractor.sampler import posterior_step
+    from attractor.streams import RowStreams
+
+    B, L, K = 5, 7, 6
+    logits = torch.randn(B, L, K, generator=gen) * 2
+    zt = torch.randint(0, K, (B, L), generator=gen)
+    at = torch.rand(B, L, generator=gen) < 0.6
+    a_t = torch.rand(B, generator=gen, dtype=torch.float64) * 0.5
+    a_s = 1.0 if final else a_t + 0.3
+    keys = range(100, 100 + B)
+    whole = posterior_step(logits, zt, a_t, a_s, RowStreams(keys), greedy)
+    part = posterior_step(logits[at], zt, a_t, a_s, RowStreams(keys), greedy, at)
+    assert torch.equal(part[at], whole[at]) and torch.equal(part[~at], zt[~at])
+    assert not torch.equal(whole[~at], zt[~at])          # the step did move some of the others
+
+
+@pytest.mark.parametrize("dynamics", ["ancestral", "posterior-argmax"])
+@pytest.mark.parametrize("final", ["ancestral", "greedy"])
+def test_the_process_on_free_positions_is_the_whole_process_with_the_rest_held(
+        dynamics, final, gen):
+    """reverse_process(free=...) asks for the free positions' logits alone and gives what
+    stepping every position and putting the others back after each step gives."""
+    from attractor.sampler import posterior_step
+    from attractor.softmax_rows import argmax
+    from attractor.streams import RowStreams
+
+    B, L = 4, 9
+    table = torch.randn(VOCAB, VOCAB, generator=gen) * 2
+    where = torch.randn(L, VOCAB, generator=gen)
+
+    def whole(z, sigma):
+        return table[z] + where + sigma[:, None, None]
+
+    asked = []
+
+    def rows_only(z, sigma, rows):
+        asked.append(rows)
+        return whole(z, sigma)[rows]
+
+    rows_only.takes_rows = True
+    zt = torch.randint(0, VOCAB, (B, L), generator=gen)
+    free = torch.rand(B, L, generator=gen) < 0.5
+    t0 = torch.tensor([0.9, 0.5, 0.3, 0.7], dtype=torch.float64)
+    cfg = SamplerConfig(steps=6, dynamics=dynamics, final=final)
+    keys = range(7, 7 + B)
+    out = reverse_process(rows_only, zt, t0, SCHEDULE, RowStreams(keys), cfg, free)
+
+    grid, rows, z = time_grid(t0, cfg.steps, cfg.t_min), RowStreams(keys), zt  # held by hand
+    greedy = dynamics == "posterior-argmax"
+    for i in range(cfg.steps):
+        t, s = grid[:, i], grid[:, i + 1]
+        logits = whole(z, sigma_from_alpha(SCHEDULE.alpha(t)).float())
+        step = posterior_step(logits, z, SCHEDULE.alpha(t), SCHEDULE.alpha(s), rows, greedy)
+        z = torch.where(free, step, zt)
+    logits = whole(z, sigma_from_alpha(SCHEDULE.alpha(grid[:, -1])).float())
+    last = argmax(logits) if final == "greedy" else \
+        posterior_step(logits, z, SCHEDULE.alpha(grid[:, -1]), 1.0, rows, greedy)
+    assert torch.equal(out, torch.where(free, last, zt))
+    assert len(asked) == cfg.steps + 1 and all(torch.equal(a, free) for a in asked)

@@ -7,7 +7,8 @@ scoring and generating mean for a model (docs/probes.md, "Masked models"):
     corrupt_exactly   change exactly n real tokens (Exp. 1)
     forward           the forward process at alpha_t on real tokens (Exp. 2)
     retrieve          back from z_t: zero-temperature (Exp. 1) or ancestral (Exp. 2) dynamics
-    start_entropy     token entropies of the prediction at the start of retrieval (Fig. 3B)
+    start_entropy     token entropies of the prediction at the start of retrieval (Fig. 3B),
+                      at real positions (0 at pads, whose K-wide work is skipped)
     clean_scores      per-token entropy and log-probability of each real token of a clean
                       sequence (0 at pads, whose K-wide work is skipped):
                       conditioned on sigma(t -> 0) (uniform), or with that token alone masked
@@ -82,8 +83,8 @@ class Uniform:
         sampler = SamplerConfig(steps=cfg.reverse_steps, dynamics=dynamics)
         return reverse_process(denoiser, zt, t0, self.schedule, generator, sampler, free), {}
 
-    def start_entropy(self, denoiser, zt, t0):
-        return softmax_rows.entropy(denoiser(zt, _sigma(self.schedule, t0)))
+    def start_entropy(self, denoiser, zt, t0, real):
+        return _entropy_at(logits_at(denoiser, zt, _sigma(self.schedule, t0), real), real)
 
     def clean_scores(self, denoiser, x, real, t: float, max_rows: int):
         tt = torch.full((len(x),), t, dtype=torch.float64, device=x.device)
@@ -132,9 +133,9 @@ class Masked:
         return masked.confidence(denoiser, zt, t0, self.schedule, cfg.reverse_steps,
                                  self.mask_id), {}
 
-    def start_entropy(self, denoiser, zt, t0):
-        return softmax_rows.entropy(masked.without_mask(denoiser(zt, _sigma(self.schedule, t0)),
-                                                        self.mask_id))
+    def start_entropy(self, denoiser, zt, t0, real):
+        rows = logits_at(denoiser, zt, _sigma(self.schedule, t0), real)
+        return _entropy_at(masked.without_mask(rows, self.mask_id), real)
 
     def clean_scores(self, denoiser, x, real, t: float, max_rows: int):
         return masked.leave_one_out(denoiser, x, real, self.mask_id,
@@ -163,12 +164,6 @@ def check_dynamics(family: str, kind: str) -> None:
     if kind in ("fixed-point", "posterior-argmax"):
         raise UserError(f"--dynamics {kind} is defined for uniform-state models only; a "
                         f"{family} model retrieves with the default (annealed: its analogue)")
-
-
-def _next_token(denoiser, z: torch.Tensor) -> torch.Tensor:
-    """Causal logits shifted so that row l predicts token l: (B, L, K); row 0 is unused."""
-    logits = denoiser(z, torch.zeros(len(z), device=z.device))
-    return torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
 
 
 @dataclass(frozen=True)
@@ -203,15 +198,15 @@ class Autoregressive:
             rows = targets[:, pos].nonzero().squeeze(-1)
             if len(rows) == 0:
                 continue
-            logits = denoiser(z[rows], torch.zeros(len(rows), device=z.device))[:, pos - 1]
+            before = torch.zeros(len(rows), z.shape[1], dtype=torch.bool, device=z.device)
+            before[:, pos - 1] = True                               # the logits predicting pos
+            logits = logits_at(denoiser, z[rows], torch.zeros(len(rows), device=z.device), before)
             z[rows, pos] = softmax_rows.argmax(logits) if u is None else \
                 softmax_rows.sample(logits, u=u[rows, pos])
         return z, {}
 
-    def start_entropy(self, denoiser, zt, t0):
-        h = softmax_rows.entropy(_next_token(denoiser, zt))
-        h[:, 0] = 0.0
-        return h
+    def start_entropy(self, denoiser, zt, t0, real):
+        return self.clean_scores(denoiser, zt, real, 0.0, len(zt))[0]
 
     def clean_scores(self, denoiser, x, real, t: float, max_rows: int):
         # the logits at l predict token l + 1; the first token is given, not predicted
@@ -239,6 +234,13 @@ def _scores_at(rows: torch.Tensor, x: torch.Tensor, at: torch.Tensor):
     log_p = rows.gather(-1, x[at].unsqueeze(-1)).squeeze(-1).double() - log_z
     zeros = torch.zeros(x.shape, dtype=torch.float64, device=x.device)
     return zeros.index_put((at,), h), zeros.index_put((at,), log_p)
+
+
+def _entropy_at(rows: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+    """Eq. (13) of the (n, K) logits ``rows`` of the positions ``at`` (B, L) bool, as (B, L)
+    float64, 0 elsewhere."""
+    zeros = torch.zeros(at.shape, dtype=torch.float64, device=at.device)
+    return zeros.index_put((at,), softmax_rows.entropy(rows))
 
 
 def _after_first(allowed: torch.Tensor) -> torch.Tensor:

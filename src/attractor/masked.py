@@ -80,9 +80,10 @@ def nelbo_per_token(logits: torch.Tensor, x0: torch.Tensor, zt: torch.Tensor,
     return log_p.new_zeros(masked.shape).index_put((masked,), weight[masked] * -log_p)
 
 
-def _logits(denoiser: Denoiser, z: torch.Tensor, t: torch.Tensor, schedule,
-            mask_id: int) -> torch.Tensor:
-    return without_mask(denoiser(z, _sigma(t, schedule)), mask_id)
+def _logits_at(denoiser: Denoiser, z: torch.Tensor, t: torch.Tensor, schedule, mask_id: int,
+               at: torch.Tensor) -> torch.Tensor:
+    """The (n, K) float32 logits of the positions ``at`` (B, L) bool, the mask's at -inf."""
+    return without_mask(logits_at(denoiser, z, _sigma(t, schedule), at), mask_id)
 
 
 def _sigma(t: torch.Tensor, schedule) -> torch.Tensor:
@@ -109,10 +110,8 @@ def unmask_step(denoiser: Denoiser, z: torch.Tensor, t: torch.Tensor, s: torch.T
     go = masked & (u < p_unmask)
     if not bool(go.any()):
         return z
-    logits = _logits(denoiser, z, t, schedule, mask_id)
-    z = z.clone()
-    z[go] = softmax_rows.sample(logits[go], u=u_token[go])
-    return z
+    rows = _logits_at(denoiser, z, t, schedule, mask_id, go)                   # (n, K)
+    return z.masked_scatter(go, softmax_rows.sample(rows, u=u_token[go]))
 
 
 def ancestral(denoiser: Denoiser, zt: torch.Tensor, t0: torch.Tensor, schedule, steps: int,
@@ -139,13 +138,13 @@ def confidence(denoiser: Denoiser, zt: torch.Tensor, t0: torch.Tensor, schedule,
         remaining = masked.sum(-1)                                          # (B,)
         if not bool(remaining.any()):
             break
-        probs = _logits(denoiser, z, grid[:, i], schedule, mask_id).softmax(-1)
-        best, token = probs.max(-1)                                         # (B, L) each
+        probs = _logits_at(denoiser, z, grid[:, i], schedule, mask_id, masked).softmax(-1)
+        best, token = probs.max(-1)                           # (n,) each, the masked positions
         k = torch.ceil(remaining / (steps - i)).long()                      # (B,)
-        score = torch.where(masked, best, torch.full_like(best, -1.0))
+        score = torch.full(z.shape, -1.0, device=z.device).masked_scatter(masked, best)
         rank = (-score).argsort(dim=-1, stable=True).argsort(dim=-1)
         go = masked & (rank < k[:, None])
-        z[go] = token[go]
+        z = torch.where(go, z.masked_scatter(masked, token), z)
     return z
 
 

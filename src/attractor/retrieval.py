@@ -24,17 +24,21 @@ from dataclasses import dataclass
 import torch
 
 from attractor import softmax_rows
-from attractor.sampler import Denoiser, time_grid
+from attractor.sampler import Denoiser, logits_at, time_grid
 from attractor.schedule import sigma_from_alpha
 
 FIXED_POINT, CYCLE, UNFINISHED = 0, 1, 2          # outcomes of the fixed-point dynamics
 OUTCOMES = ("fixed_point", "cycle", "max_iterations")
 
 
-def argmax_step(denoiser: Denoiser, z: torch.Tensor, t: torch.Tensor, schedule) -> torch.Tensor:
-    """One synchronous update z -> argmax_k x_theta(z, sigma_t): (B, L) ids, (B,) t -> (B, L)."""
+def argmax_step(denoiser: Denoiser, z: torch.Tensor, t: torch.Tensor, schedule,
+                free: torch.Tensor | None = None) -> torch.Tensor:
+    """One synchronous update z -> argmax_k x_theta(z, sigma_t) at the positions ``free`` (B, L)
+    bool (None: all), whose logits alone are asked for; the others keep their ids.
+    (B, L) ids, (B,) t -> (B, L)."""
     sigma = sigma_from_alpha(schedule.alpha(t.to(torch.float64))).to(torch.float32)
-    return softmax_rows.argmax(denoiser(z, sigma))
+    at = torch.ones_like(z, dtype=torch.bool) if free is None else free
+    return z.masked_scatter(at, softmax_rows.argmax(logits_at(denoiser, z, sigma, at)))
 
 
 def annealed(denoiser: Denoiser, zt: torch.Tensor, t0: torch.Tensor, schedule, steps: int,
@@ -48,12 +52,8 @@ def annealed(denoiser: Denoiser, zt: torch.Tensor, t0: torch.Tensor, schedule, s
     grid = time_grid(torch.as_tensor(t0, dtype=torch.float64, device=zt.device), steps, t_min)
     z = zt
     for i in range(steps + 1):
-        z = _clamped(argmax_step(denoiser, z, grid[:, i], schedule), zt, free)
+        z = argmax_step(denoiser, z, grid[:, i], schedule, free)
     return z
-
-
-def _clamped(z: torch.Tensor, zt: torch.Tensor, free: torch.Tensor | None) -> torch.Tensor:
-    return z if free is None else torch.where(free, z, zt)
 
 
 @dataclass(frozen=True)
@@ -84,9 +84,8 @@ def fixed_point(denoiser: Denoiser, zt: torch.Tensor, t: torch.Tensor, schedule,
     active = torch.ones(B, dtype=torch.bool, device=zt.device)
     for i in range(1, max_iterations + 1):
         rows = active.nonzero().squeeze(-1)
-        new = argmax_step(denoiser, z[rows], t[rows], schedule)              # (n, L)
-        if free is not None:
-            new = torch.where(free[rows], new, zt[rows])
+        new = argmax_step(denoiser, z[rows], t[rows], schedule,
+                          None if free is None else free[rows])              # (n, L)
         z[rows] = new
         for back, earlier in enumerate(reversed(history), start=1):         # newest first
             hit = (new == earlier[rows]).all(-1) & (period[rows] == 0)

@@ -55,11 +55,20 @@ def logits_at(denoiser: Denoiser, zt: torch.Tensor, sigma: torch.Tensor,
     """The (n, K) logits of the positions ``at`` (B, L) bool, in row-major order (n = at.sum()).
 
     A denoiser with ``takes_rows`` (``Run.denoiser``) is asked for those rows only, so that a DiT
-    runs its output layer on them alone; any other is called whole and its rows selected."""
+    runs its output layer on them alone; any other is called whole and its rows selected (one
+    row broadcast to every position, as the unigram baseline's, stays a broadcast)."""
     if getattr(denoiser, "takes_rows", False):
         return denoiser(zt, sigma, rows=at)
-    logits = denoiser(zt, sigma)
-    return logits.reshape(-1, logits.shape[-1]) if bool(at.all()) else logits[at]
+    return select_rows(denoiser(zt, sigma), at)
+
+
+def select_rows(logits: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+    """(B, L, K) logits, (B, L) bool -> the (n, K) rows of ``at`` in row-major order, without a
+    copy when every position is kept or every row is the same broadcast row."""
+    K = logits.shape[-1]
+    if bool(at.all()) or all(s == 0 for s in logits.stride()[:-1]):
+        return logits.reshape(-1, K)[: int(at.sum())]
+    return logits[at]
 
 
 DYNAMICS = ("ancestral", "posterior-argmax")
@@ -91,16 +100,24 @@ def time_grid(t0: torch.Tensor, steps: int, t_min: float) -> torch.Tensor:
     return t0[:, None] + (t_min - t0[:, None]) * frac[None, :]             # (B, steps + 1)
 
 
-def _logits(denoiser: Denoiser, zt: torch.Tensor, t: torch.Tensor, schedule) -> torch.Tensor:
-    """Denoiser logits at (z_t, sigma_t), (B, L, K) float32 or bf16: the only K-wide tensor of a
-    step."""
-    sigma = sigma_from_alpha(schedule.alpha(t.to(torch.float64))).to(torch.float32)
-    return denoiser(zt, sigma)
+def _sigma(t: torch.Tensor, schedule) -> torch.Tensor:
+    """sigma_t = -log alpha_t (B,) float32, the denoiser's conditioning at times t (B,)."""
+    return sigma_from_alpha(schedule.alpha(t.to(torch.float64))).to(torch.float32)
+
+
+def _everywhere(zt: torch.Tensor) -> torch.Tensor:
+    return torch.ones_like(zt, dtype=torch.bool)
+
+
+def _per_position(alpha: torch.Tensor | float, zt: torch.Tensor) -> torch.Tensor:
+    """alpha of every row (B,) or one for all (scalar) -> (B, L) float64, one per position."""
+    a = torch.as_tensor(alpha, dtype=torch.float64, device=zt.device)
+    return a.reshape(-1, 1).expand(zt.shape)
 
 
 def posterior_step(logits: torch.Tensor, zt: torch.Tensor, alpha_t: torch.Tensor,
                    alpha_s: torch.Tensor | float, generator: torch.Generator,
-                   greedy: bool = False) -> torch.Tensor:
+                   greedy: bool = False, at: torch.Tensor | None = None) -> torch.Tensor:
     """Draw z_s ~ p_theta(z_s | z_t) of eq. (2), or take its argmax, from the denoiser's logits.
 
     Uses the exact mixture form of :func:`attractor.posterior.posterior_mixture` (weights in
@@ -110,52 +127,79 @@ def posterior_step(logits: torch.Tensor, zt: torch.Tensor, alpha_t: torch.Tensor
     those whose draw falls on the x_theta component, or whose argmax leaves z_t. The argmax
     compares the z_t entry, w_stay + w_x x[z_t], with the best other entry, w_x max_{k != z_t}
     x[k] (the uniform part adds w_u / K to both); ties go to z_t.
-    logits (B, L, K) any float dtype, zt (B, L) int64 -> (B, L) int64.
+
+    logits (B, L, K) any float dtype, or the (n, K) logits of the positions ``at`` (B, L) bool
+    alone (:func:`logits_at`; default: all); zt (B, L) int64 -> (B, L) int64, equal to zt outside
+    ``at``. Every position draws its random numbers either way, so a position's draw (and its
+    result) does not depend on which others are in ``at``.
     """
     K = logits.shape[-1]
+    at = _everywhere(zt) if at is None else at
+    rows = logits if logits.dim() == 2 else select_rows(logits, at)        # (n, K)
+    z = zt[at]                                                             # (n,)
+    a_t, a_s = _per_position(alpha_t, zt)[at], _per_position(alpha_s, zt)[at]
     if greedy:
-        stats = row_stats(logits, zt)
-        x_at_z = stats.prob_at_index()
-        w_x, _, w_stay = posterior_mixture(x_at_z, alpha_t, alpha_s, K)
-        leave = w_stay + w_x * x_at_z < w_x * stats.prob_best_other()       # (B, L) bool
-        out = zt.clone()
-        if bool(leave.any()):
-            rows = logits[leave].float()                                   # (n, K), n << B L
-            rows.scatter_(-1, zt[leave].unsqueeze(-1), float("-inf"))
-            out[leave] = rows.argmax(dim=-1)
-        return out
-    log_z = log_normalizer(logits)                                         # (B, L) float64
-    x_at_z = (logits.gather(-1, zt.unsqueeze(-1)).squeeze(-1).double() - log_z).exp()
-    w_x, w_u, w_stay = posterior_mixture(x_at_z, alpha_t, alpha_s, K)
-    u = streams.uniform(generator, zt.shape, zt.device, torch.float64)
-    jump = streams.integers(generator, 0, K, zt.shape, zt.device)
-    u_token = streams.uniform(generator, zt.shape, zt.device, torch.float64)   # every row draws
-    out = torch.where(u < w_stay, zt, jump)
-    from_x = u >= w_stay + w_u                                             # (B, L) bool
+        return zt.masked_scatter(at, _posterior_argmax(rows, z, a_t, a_s))
+    draws = (streams.uniform(generator, zt.shape, zt.device, torch.float64),
+             streams.integers(generator, 0, K, zt.shape, zt.device),
+             streams.uniform(generator, zt.shape, zt.device, torch.float64))
+    return zt.masked_scatter(at, _posterior_draw(rows, z, a_t, a_s, *(d[at] for d in draws)))
+
+
+def _posterior_argmax(logits: torch.Tensor, z: torch.Tensor, a_t: torch.Tensor,
+                      a_s: torch.Tensor) -> torch.Tensor:
+    """argmax p_theta(z_s | z_t) of n positions: (n, K) logits, (n,) ids and alphas -> (n,)."""
+    stats = row_stats(logits, z)
+    x_at_z = stats.prob_at_index()
+    w_x, _, w_stay = posterior_mixture(x_at_z, a_t, a_s, logits.shape[-1])
+    leave = w_stay + w_x * x_at_z < w_x * stats.prob_best_other()          # (n,) bool
+    out = z.clone()
+    if bool(leave.any()):
+        rows = logits[leave].float()                                       # (m, K), m << n
+        rows.scatter_(-1, z[leave].unsqueeze(-1), float("-inf"))
+        out[leave] = rows.argmax(dim=-1)
+    return out
+
+
+def _posterior_draw(logits: torch.Tensor, z: torch.Tensor, a_t: torch.Tensor, a_s: torch.Tensor,
+                    u: torch.Tensor, jump: torch.Tensor, u_token: torch.Tensor) -> torch.Tensor:
+    """z_s ~ p_theta(z_s | z_t) of n positions from their uniform numbers u and u_token and
+    uniform ids ``jump``: (n, K) logits, (n,) each -> (n,) int64."""
+    log_z = log_normalizer(logits)                                         # (n,) float64
+    x_at_z = (logits.gather(-1, z.unsqueeze(-1)).squeeze(-1).double() - log_z).exp()
+    w_x, w_u, w_stay = posterior_mixture(x_at_z, a_t, a_s, logits.shape[-1])
+    out = torch.where(u < w_stay, z, jump)
+    from_x = u >= w_stay + w_u                                             # (n,) bool
     if bool(from_x.any()):
-        out[from_x] = sample(logits[from_x], u=u_token[from_x])            # (n, K), n << B L
+        out[from_x] = sample(logits[from_x], u=u_token[from_x])            # (m, K), m << n
     return out
 
 
 def reverse_step(denoiser: Denoiser, zt: torch.Tensor, t: torch.Tensor, s: torch.Tensor,
-                 schedule, generator: torch.Generator, greedy: bool = False) -> torch.Tensor:
-    """One step t -> s < t of eq. (2). zt (B, L) int64, t and s (B,) -> z_s (B, L) int64."""
-    logits = _logits(denoiser, zt, t, schedule)                            # (B, L, K)
+                 schedule, generator: torch.Generator, greedy: bool = False,
+                 free: torch.Tensor | None = None) -> torch.Tensor:
+    """One step t -> s < t of eq. (2) at the positions ``free`` (B, L) bool (None: all), whose
+    logits alone are asked for; the others keep their ids. zt (B, L) int64, t and s (B,) ->
+    z_s (B, L) int64."""
+    at = _everywhere(zt) if free is None else free
+    logits = logits_at(denoiser, zt, _sigma(t, schedule), at)              # (n, K)
     return posterior_step(logits, zt, schedule.alpha(t.to(torch.float64)),
-                          schedule.alpha(s.to(torch.float64)), generator, greedy)
+                          schedule.alpha(s.to(torch.float64)), generator, greedy, at)
 
 
 def final_step(denoiser: Denoiser, zt: torch.Tensor, t: torch.Tensor, schedule,
                generator: torch.Generator, final: str = "ancestral",
-               greedy: bool = False) -> torch.Tensor:
-    """Duo's noise removal from t = t_min: ``ancestral`` (to alpha_s = 1), ``greedy``, ``none``."""
+               greedy: bool = False, free: torch.Tensor | None = None) -> torch.Tensor:
+    """Duo's noise removal from t = t_min: ``ancestral`` (to alpha_s = 1), ``greedy``, ``none``;
+    ``free`` as in :func:`reverse_step`."""
     if final == "none":
         return zt
-    logits = _logits(denoiser, zt, t, schedule)
+    at = _everywhere(zt) if free is None else free
+    logits = logits_at(denoiser, zt, _sigma(t, schedule), at)              # (n, K)
     if final == "greedy":
-        return argmax(logits)
+        return zt.masked_scatter(at, argmax(logits))
     return posterior_step(logits, zt, schedule.alpha(t.to(torch.float64)), 1.0, generator,
-                          greedy)                                           # alpha_s = 1
+                          greedy, at)                                       # alpha_s = 1
 
 
 def reverse_process(denoiser: Denoiser, zt: torch.Tensor, t0: torch.Tensor | float, schedule,
@@ -171,7 +215,8 @@ def reverse_process(denoiser: Denoiser, zt: torch.Tensor, t0: torch.Tensor | flo
         generator: the source of randomness, on ``zt.device`` (unused by posterior-argmax).
         config: steps, t_min, dynamics, final step.
         free: (B, L) bool, the positions the process may change (None: all); the others keep
-            their ids of ``zt`` throughout (e.g. the padding of a probed sequence).
+            their ids of ``zt`` throughout (e.g. the padding of a probed sequence), and their
+            logits are never asked for.
     Returns:
         (B, L) int64 denoised ids.
     """
@@ -182,10 +227,9 @@ def reverse_process(denoiser: Denoiser, zt: torch.Tensor, t0: torch.Tensor | flo
     z = zt
     for i in range(config.steps):
         # 1. predict x_theta at t; 2. form p_theta(z_s | z_t) of eq. (2); 3. draw or take argmax
-        z = reverse_step(denoiser, z, grid[:, i], grid[:, i + 1], schedule, generator, greedy)
-        z = z if free is None else torch.where(free, z, zt)
-    z = final_step(denoiser, z, grid[:, -1], schedule, generator, config.final, greedy)
-    return z if free is None else torch.where(free, z, zt)
+        z = reverse_step(denoiser, z, grid[:, i], grid[:, i + 1], schedule, generator, greedy,
+                         free)
+    return final_step(denoiser, z, grid[:, -1], schedule, generator, config.final, greedy, free)
 
 
 def generate(denoiser: Denoiser, num_samples: int, length: int, vocab_size: int, schedule,

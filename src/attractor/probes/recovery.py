@@ -130,7 +130,7 @@ def _retrieve(run, config, plan: Plan, denoiser, x0, mask, level, keys: list[int
     zt = config.corrupt(ops, x0, mask, level, rows)
     t = config.start_times(level)
     targets = changed_positions(x0, zt, mask)       # only the autoregressive baseline uses them
-    out = {"entropy": ops.start_entropy(denoiser, zt, t)}
+    out = {"entropy": ops.start_entropy(denoiser, zt, t, mask)}
     out["x_hat"], extras = config.retrieve(ops, denoiser, zt, t, rows, mask, targets)
     out.update(extras)
     if plan.unigram is not None:
