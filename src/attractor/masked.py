@@ -141,7 +141,7 @@ def confidence(denoiser: Denoiser, zt: torch.Tensor, t0: torch.Tensor, schedule,
         probs = _logits_at(denoiser, z, grid[:, i], schedule, mask_id, masked).softmax(-1)
         best, token = probs.max(-1)                           # (n,) each, the masked positions
         k = torch.ceil(remaining / (steps - i)).long()                      # (B,)
-        score = torch.full(z.shape, -1.0, device=z.device).masked_scatter(masked, best)
+        score = best.new_full(z.shape, -1.0).masked_scatter(masked, best)
         rank = (-score).argsort(dim=-1, stable=True).argsort(dim=-1)
         go = masked & (rank < k[:, None])
         z = torch.where(go, z.masked_scatter(masked, token), z)

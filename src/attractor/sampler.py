@@ -137,6 +137,7 @@ def posterior_step(logits: torch.Tensor, zt: torch.Tensor, alpha_t: torch.Tensor
     at = _everywhere(zt) if at is None else at
     rows = logits if logits.dim() == 2 else select_rows(logits, at)        # (n, K)
     z = zt[at]                                                             # (n,)
+    assert rows.shape[0] == z.shape[0], "one row of logits per position of at"
     a_t, a_s = _per_position(alpha_t, zt)[at], _per_position(alpha_s, zt)[at]
     if greedy:
         return zt.masked_scatter(at, _posterior_argmax(rows, z, a_t, a_s))

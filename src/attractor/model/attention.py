@@ -46,8 +46,9 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
 
 
 def explicit_attention(v: torch.Tensor, length: int | None = None) -> bool:
-    """Whether attention is written out in float32 for these values (B, H, L, hd), or a tensor
-    of theirs at sequence length ``length``: bf16 on a CPU with L <= EXPLICIT_ATTENTION_MAX_LENGTH."""
+    """Whether attention is written out (not torch's fused kernel) for these values (B, H, L, hd),
+    or a tensor of theirs at sequence length ``length``: bf16 on a CPU with
+    L <= EXPLICIT_ATTENTION_MAX_LENGTH."""
     length = v.shape[-2] if length is None else length
     return (v.device.type == "cpu" and v.dtype == torch.bfloat16
             and length <= EXPLICIT_ATTENTION_MAX_LENGTH)
@@ -59,8 +60,9 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 
     torch's fused kernel everywhere except bf16 on a CPU with L <= 128: there the fused kernel's
     bf16 backward is slow, and the same attention written out in float32 (scores, softmax and
-    the product with v; only the result is rounded to bf16) takes 0.6x its time at 32 x 8 heads x
-    L = 128 (benchmarks/kernels.py). At L = 256 it is 2.5x slower, hence the cut-off.
+    the product with v; only the result is rounded to bf16) is faster, forward and backward, at
+    32 x 8 heads x L = 128, and so is the autograd function of :func:`rotary_attention`; from
+    L = 256 on both are slower (benchmarks/kernels.py), hence the cut-off.
     """
     if not explicit_attention(v):
         return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
@@ -120,10 +122,10 @@ class _RotaryAttention(torch.autograd.Function):
 
         forward   S = Q K^T (w),  A = softmax(S) (w),  out = low(A) V
         backward  dA = dO V^T (w),  dS = A (dA - rowsum(dA A)) (w),
-                  dV = low(A)^T dO,  dQ = low(dS) low(K),  dK = low(dS)^T low(Q),
-                  dq = R^T dQ / sqrt(hd),  dk = R^T dK
+                  dV = low(A)^T dO,  dQ = low(low(dS) low(K)),  dK = low(low(dS)^T low(Q)),
+                  dq = low(R^T dQ / sqrt(hd)),  dk = low(R^T dK)
 
-    where low() rounds to qkv's dtype (nothing for float64, whose every step is exact to
+    where low() rounds to qkv's dtype (for float64 inputs it rounds nothing, and every step is
     float64). The low-precision products run 2.5-4x faster than float32 ones on a CPU with
     bf16 instructions.
     """
